@@ -1,0 +1,72 @@
+# diamond-price: every target builds what it needs on first use.
+#   make serve   run the API on http://127.0.0.1:8000 (docs at /docs and /redoc)
+#   make test    lint, type-check and run the whole test suite
+#   make train   fit a candidate on diamond.db and promote it if its MAE is lower
+#   make bench   load-test a real server process and print the figures
+
+PYTHON ?= python3
+VENV := .venv
+SERVE_VENV := .venv-serve
+PY := $(VENV)/bin/python
+SERVE_PY := $(SERVE_VENV)/bin/python
+DOCS := static/node_modules/.package-lock.json
+COMPILE := $(PY) -m uv pip compile --quiet --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make requirements" pyproject.toml
+
+.PHONY: serve test train evaluate bench lint typecheck requirements db docs clean
+
+serve: $(SERVE_VENV)/.installed $(DOCS)
+	$(SERVE_PY) -m inference
+
+train: $(VENV)/.installed
+	$(PY) -m training
+
+evaluate: $(VENV)/.installed
+	$(PY) -m training.evaluate
+
+test: $(VENV)/.installed $(DOCS)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(PY) -m mypy
+
+bench: $(VENV)/.installed $(DOCS)
+	$(PY) bench/run.py
+
+# Pinned install lists, generated from pyproject.toml.
+requirements: $(VENV)/.installed
+	$(COMPILE) --extra serve -o requirements/serve.txt
+	$(COMPILE) --extra train -o requirements/train.txt
+	$(COMPILE) --extra serve --extra train --extra dev -o requirements/dev.txt
+
+# Rebuild diamond.db from the public data set (downloads the plotnine wheel, installs nothing).
+db:
+	$(PYTHON) scripts/build_db.py
+
+# Swagger UI and ReDoc, installed from the npm registry as pinned by static/package-lock.json.
+docs: $(DOCS)
+$(DOCS): static/package.json static/package-lock.json
+	npm ci --prefix static --no-audit --no-fund --ignore-scripts
+	touch $@
+
+$(VENV)/.installed: requirements/dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.txt
+	touch $@
+
+$(SERVE_VENV)/.installed: requirements/serve.txt
+	test -x $(SERVE_PY) || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_PY) -m pip install --quiet --upgrade pip
+	$(SERVE_PY) -m pip install --quiet --require-hashes -r requirements/serve.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(SERVE_VENV) static/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,54 @@
+"""How rows become onnxruntime feeds, and how a model file becomes a session.
+
+The exported graph takes one input per feature, ``[N, 1]`` each: numeric features as
+float32, categorical ones as strings. It returns ``price`` as float32 ``[N, 1]``, NaN
+for any row outside the feature schema. Training and serving both go through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from inference.schema import FEATURES, FeatureSchema
+
+OUTPUT = "price"
+
+
+def make_feeds(columns: Mapping[str, Sequence[Any] | np.ndarray], schema: FeatureSchema = FEATURES) -> dict[str, np.ndarray]:
+    """Column-wise values -> named ``[N, 1]`` input arrays."""
+    feeds: dict[str, np.ndarray] = {}
+    for name in schema.numeric:
+        feeds[name] = np.asarray(columns[name], dtype=np.float32).reshape(-1, 1)
+    for name in schema.categorical:
+        values = columns[name]
+        arr = values.astype(object) if isinstance(values, np.ndarray) else np.array(values, dtype=object)
+        feeds[name] = arr.reshape(-1, 1)
+    return feeds
+
+
+def open_session(blob: bytes, intra_op_threads: int = 1) -> ort.InferenceSession:
+    """An onnxruntime CPU session over the model bytes.
+
+    One intra-op thread by default: a request is a handful of rows, and a server
+    scales with processes, not with threads fighting over the same cores.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(blob, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def predict(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """Prices as a flat float32 array (NaN where the row is outside the schema)."""
+    (prices,) = session.run([OUTPUT], feeds)
+    return np.asarray(prices).reshape(-1)
+
+
+def metadata(session: ort.InferenceSession) -> dict[str, str]:
+    """The model's ``metadata_props``."""
+    return dict(session.get_modelmeta().custom_metadata_map)

@@ -1,0 +1,75 @@
+"""Command line: ``python -m training [train|versions|promote]``.
+
+    python -m training                       # train, gate, promote or reject
+    python -m training --db D --settings S --registry R
+    python -m training versions              # list registry versions, mark the current one
+    python -m training promote --version N   # point modelsettings.json at version N
+
+Exit status: 0 when a run completes (candidate promoted or rejected), 1 on an
+error (nothing changed), 75 when ``--no-wait`` finds another run holding the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from inference.logs import configure_logging
+from inference.modelsettings import ModelFileError
+from training.paths import TrainingPaths
+
+log = logging.getLogger("training")
+COMMANDS = ("train", "versions", "promote")
+EX_TEMPFAIL = 75
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", type=Path, help="SQLite database (default: $DIAMOND_DB or the repo's diamond.db)")
+    common.add_argument("--settings", type=Path, help="modelsettings.json (default: $MODEL_SETTINGS or the repo's)")
+    common.add_argument("--registry", type=Path, help="registry directory (default: $MODEL_REGISTRY or model_registry/)")
+    train = sub.add_parser("train", parents=[common], help="fit a candidate and run the MAE gate")
+    train.add_argument("--no-wait", action="store_true", help="exit 75 instead of waiting for a concurrent run")
+    sub.add_parser("versions", parents=[common], help="list the registry's versions")
+    promote = sub.add_parser("promote", parents=[common], help="point modelsettings.json at an existing version")
+    promote.add_argument("--version", type=int, required=True)
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv = ["train", *argv]
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    configure_logging(fmt="%(message)s")
+    paths = TrainingPaths.from_env(db=args.db, settings=args.settings, registry=args.registry)
+
+    # Imported here so that `--help` and argument errors stay instant.
+    from training import data, train, versions
+    from training.registry import Registry, RegistryBusy
+
+    registry = Registry(paths.settings, paths.registry)
+    try:
+        if args.command == "versions":
+            print(versions.format_versions(versions.list_versions(registry)))
+        elif args.command == "promote":
+            versions.promote(registry, args.version)
+        else:
+            train.run(paths, wait=not args.no_wait)
+    except RegistryBusy as exc:
+        log.error("error: %s", exc)
+        return EX_TEMPFAIL
+    except (data.DataError, train.TrainingError, ModelFileError) as exc:
+        log.error("error: %s", exc)
+        return 1
+    except OSError as exc:
+        log.error("error: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""Read the diamonds table read-only, clean it, and split off the gate's holdout."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from inference.schema import FEATURES, FeatureSchema
+
+log = logging.getLogger(__name__)
+
+TABLE = "diamonds"
+KEY = "id"
+HOLDOUT_BUCKETS = 10
+"""A row is in the holdout when sha256 of its key, as a number, is 0 modulo this."""
+
+
+class DataError(Exception):
+    """The database cannot give a training set; the message is the one-line cause."""
+
+
+@dataclass
+class Dataset:
+    frame: pd.DataFrame
+    """Clean rows: the key, the features and the target, ordered by key."""
+    removed: dict[str, int] = field(default_factory=dict)
+    """Rule -> number of rows it removed, in the order the rules ran."""
+    rows_read: int = 0
+
+    @property
+    def holdout(self) -> np.ndarray:
+        return holdout_mask(self.frame[KEY].to_numpy())
+
+    def fingerprint(self) -> str:
+        """sha256 of the clean rows, independent of how SQLite stores them."""
+        return hashlib.sha256(self.frame.to_csv(index=False).encode()).hexdigest()
+
+
+def holdout_mask(keys: np.ndarray) -> np.ndarray:
+    """True for the rows the gate scores on and no model ever trains on.
+
+    Defined by each row's primary key alone, so the split is the same for every
+    version and every run, and a row keeps its side as the table grows.
+    """
+    return np.fromiter(
+        (int.from_bytes(hashlib.sha256(str(int(k)).encode()).digest()[:8], "big") % HOLDOUT_BUCKETS == 0 for k in keys),
+        dtype=bool,
+        count=len(keys),
+    )
+
+
+def load(db: Path, schema: FeatureSchema = FEATURES) -> Dataset:
+    """The clean rows of ``db``; raises :class:`DataError` with a one-line cause."""
+    columns = [KEY, *schema.names, schema.target]
+    raw = _read(db, columns)
+    ds = Dataset(frame=raw, rows_read=len(raw))
+    log.info("read %d rows from %s", len(raw), db)
+
+    df = raw
+    needed = [*schema.names, schema.target]
+    df = _drop(ds, df, df[needed].isna().any(axis=1), "NULL in a feature or the price")
+    numeric = [*schema.numeric, schema.target]
+    converted = {c: pd.to_numeric(df[c], errors="coerce") for c in numeric}
+    bad_number = np.zeros(len(df), dtype=bool)
+    for c, values in converted.items():
+        bad_number |= values.isna().to_numpy() | ~np.isfinite(values.to_numpy(dtype=float, na_value=math.nan))
+    df = _drop(ds, df, bad_number, "not a finite number")
+    df = df.astype({c: "float64" for c in numeric})
+    unknown = np.zeros(len(df), dtype=bool)
+    for name, allowed in schema.categorical.items():
+        unknown |= ~df[name].isin(allowed).to_numpy()
+    df = _drop(ds, df, unknown, "unknown category")
+    non_positive = (df[list(schema.numeric)].le(0).any(axis=1) | df[schema.target].le(0)).to_numpy()
+    df = _drop(ds, df, non_positive, "non-positive carat or price")
+    out_of_range = np.zeros(len(df), dtype=bool)
+    for name, (lo, hi) in schema.numeric.items():
+        out_of_range |= ~df[name].between(lo, hi).to_numpy()
+    df = _drop(ds, df, out_of_range, "outside the schema's range")
+    df = _drop(ds, df, df.duplicated(subset=needed, keep="first").to_numpy(), "duplicate of an earlier row")
+    if df.empty:
+        raise DataError(f"no usable rows in {db} (read {len(raw)}, all removed by cleaning)")
+    for name in schema.categorical:
+        df[name] = df[name].astype(str)
+    ds.frame = df.reset_index(drop=True)
+    return ds
+
+
+def _drop(ds: Dataset, df: pd.DataFrame, mask: np.ndarray | pd.Series, rule: str) -> pd.DataFrame:
+    mask = np.asarray(mask, dtype=bool)
+    count = int(mask.sum())
+    ds.removed[rule] = count
+    log.info("cleaning: %-28s removed %6d rows", rule, count)
+    return df.loc[~mask]
+
+
+def _read(db: Path, columns: list[str]) -> pd.DataFrame:
+    if not db.is_file():
+        raise DataError(f"database not found: {db}")
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise DataError(f"cannot open database {db}: {exc}") from None
+    try:
+        try:
+            info = con.execute(f"PRAGMA table_info({TABLE})").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise DataError(f"cannot read database {db}: {exc}") from None
+        if not info:
+            raise DataError(f"table {TABLE!r} not found in {db}")
+        present = {row[1] for row in info}
+        missing = [c for c in columns if c not in present]
+        if missing:
+            raise DataError(f"table {TABLE!r} in {db} lacks column(s): {', '.join(missing)}")
+        select = ", ".join(f'"{c}"' for c in columns)
+        try:
+            rows = con.execute(f'SELECT {select} FROM "{TABLE}" ORDER BY "{KEY}"').fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise DataError(f"cannot read table {TABLE!r} in {db}: {exc}") from None
+    finally:
+        con.close()
+    return pd.DataFrame.from_records(rows, columns=columns)

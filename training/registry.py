@@ -1,0 +1,183 @@
+"""The model registry: write-once versioned files, an atomic pointer, a history, a lock.
+
+Layout (``registry`` is ``model_registry/`` by default)::
+
+    registry/diamond_price-v{N}.onnx          immutable once written
+    registry/diamond_price-v{N}.onnx.sha256   its digest, in ``sha256sum`` format
+    registry/history.jsonl                     one JSON line per training run or promotion
+    registry/.lock                             flock held while the pointer may change
+    modelsettings.json                         the pointer: which version serves, and its record
+
+Crash safety: a model file is written to a temporary name, fsynced and hard-linked
+to its final name (which fails rather than overwrite); the pointer is replaced by
+rename only after that. A run killed at any point leaves the previous pointer and the
+file it names intact; at worst an unreferenced new file remains, and the next version
+number skips it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference.modelsettings import MODEL_NAME, ModelFileError, ModelSettings, read_settings, read_verified_model
+
+log = logging.getLogger(__name__)
+
+_FILE = re.compile(rf"^{MODEL_NAME}-v([1-9][0-9]*)\.onnx$")
+
+
+class RegistryBusy(Exception):
+    """Another run holds the registry lock and we were asked not to wait."""
+
+
+@dataclass(frozen=True)
+class Current:
+    settings: ModelSettings
+    blob: bytes
+
+
+class Registry:
+    def __init__(self, settings_path: Path, directory: Path) -> None:
+        self.settings_path = settings_path
+        self.directory = directory
+
+    # -- reading ---------------------------------------------------------------
+    def versions(self) -> dict[int, Path]:
+        """Version -> file, for every model file in the registry."""
+        if not self.directory.is_dir():
+            return {}
+        found = {}
+        for entry in self.directory.iterdir():
+            m = _FILE.match(entry.name)
+            if m:
+                found[int(m.group(1))] = entry
+        return dict(sorted(found.items()))
+
+    def next_version(self) -> int:
+        return max(self.versions(), default=0) + 1
+
+    def model_path(self, version: int) -> Path:
+        return self.directory / f"{MODEL_NAME}-v{version}.onnx"
+
+    def recorded_sha256(self, version: int) -> str:
+        """The digest written next to the model when it was published."""
+        side = self.model_path(version).with_name(self.model_path(version).name + ".sha256")
+        try:
+            return side.read_text().split()[0]
+        except (OSError, IndexError):
+            raise ModelFileError(f"no recorded sha256 for version {version} ({side} missing or empty)") from None
+
+    def current(self) -> Current | None:
+        """The current model, verified; None when no settings file exists yet."""
+        if not self.settings_path.exists():
+            return None
+        settings, blob = read_verified_model(self.settings_path, self.directory)
+        return Current(settings, blob)
+
+    def current_settings(self) -> ModelSettings | None:
+        return read_settings(self.settings_path) if self.settings_path.exists() else None
+
+    def history(self) -> list[dict[str, Any]]:
+        path = self.directory / "history.jsonl"
+        if not path.exists():
+            return []
+        lines = []
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                lines.append(json.loads(line))
+        return lines
+
+    # -- writing ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, wait: bool = True) -> Iterator[None]:
+        """Exclusive lock over the registry and the pointer (released if the process dies)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if not wait:
+                    raise RegistryBusy(f"another training run holds {self.directory / '.lock'}") from None
+                log.info("another training run holds the registry lock; waiting for it")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def publish(self, blob: bytes, version: int, sha256: str) -> Path:
+        """Write version ``version`` once; refuses to replace an existing file."""
+        final = self.model_path(version)
+        tmp = _write_temp(self.directory, blob, prefix=f".{final.name}.")
+        try:
+            os.link(tmp, final)  # atomic, and fails with FileExistsError instead of overwriting
+        finally:
+            os.unlink(tmp)
+        side = final.with_name(final.name + ".sha256")
+        atomic_write(side, f"{sha256}  {final.name}\n".encode())
+        _fsync_dir(self.directory)
+        return final
+
+    def write_settings(self, record: dict[str, Any]) -> None:
+        ModelSettings.model_validate(record)  # never write a pointer a reader would reject
+        atomic_write(self.settings_path, (json.dumps(record, indent=2) + "\n").encode())
+
+    def append_history(self, record: dict[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode()
+        fd = os.open(self.directory / "history.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def relative_model_path(self, version: int) -> str:
+        """The model's path as the pointer records it: relative to the settings file's directory."""
+        return os.path.relpath(self.model_path(version).resolve(), self.settings_path.parent.resolve())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so readers see the old file or the new one, never a mix."""
+    tmp = _write_temp(path.parent, data, prefix=f".{path.name}.")
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _write_temp(directory: Path, data: bytes, prefix: str) -> Path:
+    fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(name, 0o644)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
