@@ -1,0 +1,97 @@
+"""Service settings, read once from the environment at start-up.
+
+| variable            | default                                  | meaning                                          |
+|---------------------|------------------------------------------|--------------------------------------------------|
+| MODEL_SETTINGS      | <repo>/modelsettings.json                | the pointer file training writes                 |
+| MODEL_REGISTRY      | model_registry/ beside MODEL_SETTINGS    | directory every served model must live in        |
+| HOST, PORT          | 127.0.0.1, 8000                          | where uvicorn listens                            |
+| WORKERS             | 1                                        | uvicorn worker processes                         |
+| UPDATE_TOKEN        | (unset)                                  | if set, POST /update_model needs this bearer token |
+| MAX_BODY_BYTES      | 1048576                                  | larger request bodies get 413                    |
+| MODEL_AUTO_RELOAD   | 1                                        | 0: only POST /update_model changes the model     |
+| RELOAD_INTERVAL     | 1.0                                      | seconds between checks of MODEL_SETTINGS         |
+| STATIC_DIR          | <repo>/static                            | docs pages and the npm-installed bundles         |
+| LOG_LEVEL           | info                                     | logging level                                    |
+| ACCESS_LOG          | 0                                        | 1: uvicorn logs every request                    |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_settings: Path = PROJECT_ROOT / "modelsettings.json"
+    model_registry: Path = PROJECT_ROOT / "model_registry"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    update_token: str | None = None
+    max_body_bytes: int = 1 << 20
+    auto_reload: bool = True
+    reload_interval: float = 1.0
+    static_dir: Path = PROJECT_ROOT / "static"
+    log_level: str = "info"
+    access_log: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def path(name: str, default: Path) -> Path:
+            value = env.get(name)
+            return Path(value).absolute() if value else default
+
+        def integer(name: str, default: int, minimum: int) -> int:
+            raw = env.get(name)
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+            return value
+
+        def flag(name: str, default: bool) -> bool:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{name} must be 0 or 1, got {raw!r}")
+
+        settings_path = path("MODEL_SETTINGS", cls.model_settings)
+        try:
+            interval = float(env.get("RELOAD_INTERVAL") or cls.reload_interval)
+        except ValueError:
+            raise ConfigError(f"RELOAD_INTERVAL must be a number, got {env.get('RELOAD_INTERVAL')!r}") from None
+        if not 0.05 <= interval <= 60:
+            raise ConfigError("RELOAD_INTERVAL must be between 0.05 and 60 seconds")
+        return cls(
+            model_settings=settings_path,
+            model_registry=path("MODEL_REGISTRY", settings_path.parent / "model_registry"),
+            host=env.get("HOST") or cls.host,
+            port=integer("PORT", cls.port, 0),
+            workers=integer("WORKERS", cls.workers, 1),
+            update_token=env.get("UPDATE_TOKEN") or None,
+            max_body_bytes=integer("MAX_BODY_BYTES", cls.max_body_bytes, 1),
+            auto_reload=flag("MODEL_AUTO_RELOAD", cls.auto_reload),
+            reload_interval=interval,
+            static_dir=path("STATIC_DIR", cls.static_dir),
+            log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
+            access_log=flag("ACCESS_LOG", cls.access_log),
+        )
