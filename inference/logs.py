@@ -29,3 +29,35 @@ def configure_logging(level: int | str = logging.INFO, fmt: str = FORMAT) -> Non
     root = logging.getLogger()
     root.handlers[:] = [out, err]
     root.setLevel(level)
+
+
+def logging_dict(level: int | str = logging.INFO, fmt: str = FORMAT) -> dict[str, object]:
+    """The same routing as :func:`configure_logging`, as a ``dictConfig`` for uvicorn,
+    which applies it in every worker process."""
+    level_name = logging.getLevelName(level) if isinstance(level, int) else level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"below_warning": {"()": _Below, "level": logging.WARNING}},
+        "formatters": {"default": {"format": fmt}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "filters": ["below_warning"],
+                "formatter": "default",
+            },
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "level": "WARNING",
+                "formatter": "default",
+            },
+        },
+        "root": {"handlers": ["stdout", "stderr"], "level": level_name},
+        "loggers": {
+            "uvicorn": {"level": level_name},
+            "uvicorn.error": {"level": level_name},
+            "uvicorn.access": {"level": level_name},
+        },
+    }

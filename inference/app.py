@@ -1,0 +1,115 @@
+"""The application factory: routes, lifespan, middleware and error handlers, from settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from inference import api_models as m
+from inference import endpoints
+from inference.config import Settings
+from inference.errors import EXCEPTION_HANDLERS
+from inference.limits import BodySizeLimit
+from inference.model import ModelHolder
+from inference.modelsettings import ModelFileError
+from inference.openapi import Operation, build_openapi
+from inference.watcher import watch_settings
+
+log = logging.getLogger(__name__)
+
+TITLE = "diamond-price"
+API_VERSION = "1.0.0"
+DESCRIPTION = (
+    "Prices diamonds from carat, cut, color and clarity with the current ONNX model. "
+    "Every error is JSON: `{\"error\": \"...\"}`, with `fields` listing each invalid field on 422."
+)
+_ERR = m.Error
+
+OPERATIONS = [
+    Operation("/", "get", "Service status and the current model", "health",
+              {200: ("Ready: a model is serving", m.Health), 503: ("No model is loaded; `reason` says why", m.Health)}),
+    Operation("/health/live", "get", "Liveness: the process answers", "health", {200: ("Alive", m.Liveness)}),
+    Operation("/health/ready", "get", "Readiness: a model is loaded", "health",
+              {200: ("Ready", m.Health), 503: ("Not ready", m.Health)}),
+    Operation("/diamond_price", "post", "Price one diamond", "prices",
+              {200: ("The predicted price", m.Price), 400: ("Malformed JSON", _ERR), 413: ("Body too large", _ERR),
+               415: ("Content-Type is not application/json", _ERR), 422: ("A field is invalid", _ERR),
+               503: ("No model is loaded", _ERR)},
+              request=m.Diamond),  # type: ignore[arg-type]
+    Operation("/diamond_prices", "post", "Price up to 10,000 diamonds in one model call", "prices",
+              {200: ("One price per diamond, in order", m.Prices), 400: ("Malformed JSON", _ERR),
+               413: ("Body too large", _ERR), 415: ("Content-Type is not application/json", _ERR),
+               422: ("A field is invalid", _ERR), 503: ("No model is loaded", _ERR)},
+              request=m.DiamondBatch),
+    Operation("/update_model", "post", "Load the model modelsettings.json names now", "operations",
+              {200: ("Swapped in, or already serving", m.UpdateResult),
+               401: ("UPDATE_TOKEN is set and the bearer token is missing or wrong", _ERR),
+               409: ("The named model cannot be loaded; the previous one keeps serving", _ERR)},
+              description="Loads the new model fully, then swaps it in; requests already running finish on "
+              "the model they started with. Needs `Authorization: Bearer <UPDATE_TOKEN>` when that is set.",
+              security=True),
+]
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the ASGI app. ``settings`` defaults to :meth:`Settings.from_env`."""
+    settings = settings or Settings.from_env()
+    operations = list(OPERATIONS)
+    routes: list[BaseRoute] = [
+        Route("/", endpoints.health, methods=["GET"]),
+        Route("/health/live", endpoints.live, methods=["GET"]),
+        Route("/health/ready", endpoints.ready, methods=["GET"]),
+        Route("/diamond_price", endpoints.diamond_price, methods=["POST"]),
+        Route("/diamond_prices", endpoints.diamond_prices, methods=["POST"]),
+        Route("/update_model", endpoints.update_model, methods=["POST"]),
+    ]
+    if importlib.util.find_spec("inference.docs") is not None:
+        from inference.docs import docs_routes
+
+        routes += docs_routes(settings.static_dir)
+
+    spec = build_openapi(operations, title=TITLE, version=API_VERSION, description=DESCRIPTION)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(spec)
+
+    routes.append(Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        holder: ModelHolder = app.state.holder
+        try:
+            holder.swap(await anyio.to_thread.run_sync(holder.load))
+        except ModelFileError as exc:
+            holder.last_error = str(exc)
+            log.error("no model loaded at start-up (%s); answering 503 until a valid model appears", exc)
+        watcher = asyncio.create_task(watch_settings(holder, settings.reload_interval)) if settings.auto_reload else None
+        try:
+            yield {}
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.holder = ModelHolder(settings.model_settings, settings.model_registry)
+    app.state.openapi = spec
+    return app

@@ -1,0 +1,114 @@
+"""The JSON API's endpoints: health, liveness, readiness, prices and model reload."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from inference.api_models import Diamond, DiamondBatch
+from inference.errors import InvalidInput, ModelUnavailable, ReloadFailed, Unauthorized
+from inference.model import LoadedModel, ModelHolder
+from inference.modelsettings import ModelFileError
+from inference.onnx_io import make_feeds
+from inference.requests import parse_json
+from inference.schema import FEATURES
+
+log = logging.getLogger(__name__)
+
+INLINE_ROWS = 64
+"""Batches up to this size run on the event loop (tens of microseconds); larger ones in a thread."""
+
+
+def holder_of(request: Request) -> ModelHolder:
+    holder: ModelHolder = request.app.state.holder
+    return holder
+
+
+def serving_model(request: Request) -> LoadedModel:
+    """The model this request will use to the end, even if another is swapped in meanwhile."""
+    holder = holder_of(request)
+    model = holder.current
+    if model is None:
+        raise ModelUnavailable(f"no model is loaded: {holder.last_error or 'still starting'}")
+    return model
+
+
+def model_info(model: LoadedModel) -> dict[str, Any]:
+    s = model.settings
+    return {"name": s.name, "version": s.version, "mae": s.mae, "sha256": s.sha256, "loaded_at": model.loaded_at}
+
+
+async def health(request: Request) -> Response:
+    holder = holder_of(request)
+    model = holder.current
+    if model is None:
+        body = {"status": "unavailable", "ready": False, "model": None, "reason": holder.last_error or "still starting"}
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ok", "ready": True, "model": model_info(model), "reason": None})
+
+
+async def live(request: Request) -> Response:
+    return JSONResponse({"status": "alive"})
+
+
+async def ready(request: Request) -> Response:
+    return await health(request)
+
+
+def _prices(model: LoadedModel, rows: list[Any]) -> list[float]:
+    columns = {name: [getattr(row, name) for row in rows] for name in FEATURES.names}
+    prices = model.predict(make_feeds(columns))
+    bad = np.flatnonzero(~np.isfinite(prices))
+    if bad.size:
+        raise InvalidInput(f"the loaded model cannot price row(s) {bad[:10].tolist()}: outside its feature schema")
+    rounded: list[float] = np.round(prices.astype(np.float64), 2).tolist()
+    return rounded
+
+
+async def diamond_price(request: Request) -> Response:
+    diamond = await parse_json(request, Diamond)
+    model = serving_model(request)
+    (price,) = _prices(model, [diamond])
+    request.state.rows = 1
+    return JSONResponse({"price": price, "model_version": model.version})
+
+
+async def diamond_prices(request: Request) -> Response:
+    batch = await parse_json(request, DiamondBatch)
+    model = serving_model(request)
+    rows = batch.diamonds
+    if len(rows) <= INLINE_ROWS:
+        prices = _prices(model, rows)
+    else:
+        prices = await anyio.to_thread.run_sync(_prices, model, rows)
+    request.state.rows = len(rows)
+    return JSONResponse({"prices": prices, "model_version": model.version})
+
+
+def check_token(request: Request, token: str | None) -> None:
+    if token is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
+
+
+async def update_model(request: Request) -> Response:
+    check_token(request, request.app.state.settings.update_token)
+    holder = holder_of(request)
+    try:
+        current, previous = await anyio.to_thread.run_sync(holder.reload)
+    except ModelFileError as exc:
+        serving = holder.current
+        log.error("model reload failed, still serving %s: %s", f"v{serving.version}" if serving else "nothing", exc)
+        raise ReloadFailed(f"model not updated: {exc}", serving_version=serving.version if serving else None) from None
+    status = "unchanged" if previous is not None and previous.sha256 == current.sha256 else "updated"
+    body = {"status": status, "version": current.version, "previous_version": previous.version if previous else None}
+    return JSONResponse(body)

@@ -1,0 +1,169 @@
+"""The model holder: load a model fully, then swap it in; requests keep the model they started with.
+
+A :class:`LoadedModel` is immutable: an onnxruntime session plus the settings that
+named it. The :class:`ModelHolder` owns the current one. Loading happens off the
+event loop and is checked end to end (sha256, registry confinement, the graph's
+interface, the feature schema it was trained for, one trial prediction) before the
+reference is replaced, so a failed load leaves the serving model untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from inference.modelsettings import ModelFileError, ModelSettings, read_verified_model
+from inference.onnx_io import OUTPUT, make_feeds, metadata, open_session, predict
+from inference.schema import FEATURES, FeatureSchema
+
+log = logging.getLogger(__name__)
+
+FileIdentity = tuple[int, int, int, int] | None
+"""(device, inode, size, mtime_ns) of the settings file; None when it is absent."""
+
+
+def file_identity(path: Path) -> FileIdentity:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    session: ort.InferenceSession
+    settings: ModelSettings
+    identity: FileIdentity
+    """The settings file's identity when it was read for this model."""
+    load_seconds: float
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def version(self) -> int:
+        return self.settings.version
+
+    @property
+    def sha256(self) -> str:
+        return self.settings.sha256
+
+    def predict(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return predict(self.session, feeds)
+
+
+LoadListener = Callable[[str, float, "LoadedModel | None"], None]
+"""Called after each load attempt with the outcome, the seconds it took and the model."""
+
+
+class ModelHolder:
+    """Holds the current model for one process; safe to call from threads and the event loop."""
+
+    def __init__(
+        self,
+        settings_path: Path,
+        registry: Path,
+        schema: FeatureSchema = FEATURES,
+        intra_op_threads: int = 1,
+        on_load: LoadListener | None = None,
+    ) -> None:
+        self.settings_path = settings_path
+        self.registry = registry
+        self.schema = schema
+        self.intra_op_threads = intra_op_threads
+        self._current: LoadedModel | None = None
+        self._swap_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._on_load = on_load
+        self.last_error: str | None = None
+
+    @property
+    def current(self) -> LoadedModel | None:
+        return self._current
+
+    def load(self) -> LoadedModel:
+        """Read, verify and open the model the settings file names now. Does not swap."""
+        started = time.perf_counter()
+        identity = file_identity(self.settings_path)
+        try:
+            settings, blob = read_verified_model(self.settings_path, self.registry)
+            try:
+                session = open_session(blob, self.intra_op_threads)
+            except Exception as exc:  # onnxruntime raises its own error types for corrupt graphs
+                raise ModelFileError(f"onnxruntime cannot load {settings.path}: {exc}") from None
+            self._check_interface(session, settings)
+        except ModelFileError as exc:
+            self._report("failure", time.perf_counter() - started, None)
+            raise exc
+        model = LoadedModel(session, settings, identity, time.perf_counter() - started)
+        return model
+
+    def swap(self, model: LoadedModel) -> LoadedModel | None:
+        """Make ``model`` current; returns the previous one (still usable by requests holding it)."""
+        with self._swap_lock:
+            previous, self._current = self._current, model
+        self.last_error = None
+        self._report("success", model.load_seconds, model)
+        log.info(
+            "serving %s v%d (sha256 %s, MAE %.2f), loaded in %.0f ms",
+            model.settings.name, model.version, model.sha256[:12], model.settings.mae, model.load_seconds * 1000,
+        )
+        return previous
+
+    def reload(self) -> tuple[LoadedModel, LoadedModel | None]:
+        """Load the named model and swap it in unless it is already the one serving.
+
+        Returns (current, previous); previous is None when nothing was serving, and is the
+        current model itself when the settings still name it. Reloads are serialized.
+        """
+        with self._reload_lock:
+            return self._reload()
+
+    def _reload(self) -> tuple[LoadedModel, LoadedModel | None]:
+        model = self.load()
+        current = self._current
+        if current is not None and current.sha256 == model.sha256 and current.version == model.version:
+            # Same model: keep the warm session, remember that this file state is handled.
+            kept = LoadedModel(current.session, current.settings, model.identity, current.load_seconds, current.loaded_at)
+            with self._swap_lock:
+                self._current = kept
+            self.last_error = None
+            self._report("unchanged", model.load_seconds, kept)
+            return kept, current
+        return model, self.swap(model)
+
+    def _report(self, outcome: str, seconds: float, model: LoadedModel | None) -> None:
+        if self._on_load is not None:
+            self._on_load(outcome, seconds, model)
+
+    def _check_interface(self, session: ort.InferenceSession, settings: ModelSettings) -> None:
+        names = [i.name for i in session.get_inputs()]
+        if names != list(self.schema.names):
+            raise ModelFileError(f"model inputs {names} do not match the feature schema {list(self.schema.names)}")
+        outputs = [o.name for o in session.get_outputs()]
+        if OUTPUT not in outputs:
+            raise ModelFileError(f"model has no {OUTPUT!r} output (outputs: {outputs})")
+        carried = metadata(session).get("feature_schema")
+        if carried is not None:
+            try:
+                same = FeatureSchema.from_dict(json.loads(carried)) == self.schema
+            except (ValueError, KeyError, TypeError):
+                same = False
+            if not same:
+                raise ModelFileError("the model was trained for a different feature schema than this service validates")
+        probe = {n: [lo] for n, (lo, _) in self.schema.numeric.items()}
+        probe.update({n: [values[0]] for n, values in self.schema.categorical.items()})
+        try:
+            price = predict(session, make_feeds(probe, self.schema))
+        except Exception as exc:
+            raise ModelFileError(f"trial prediction failed: {exc}") from None
+        if price.shape != (1,) or not np.isfinite(price[0]):
+            raise ModelFileError(f"trial prediction returned {price!r}, expected one finite price")

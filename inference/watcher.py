@@ -1,0 +1,54 @@
+"""Every worker converges on the model that modelsettings.json names.
+
+Each process checks the settings file's identity (device, inode, size, mtime) once
+per interval, a single ``stat``, and reloads through the holder's safe
+load-then-swap path when it changes. While no model is serving, it retries on every
+check, so a service started before its first model begins serving as soon as one
+appears. A bad settings file is logged once per change, not once per check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import anyio.to_thread
+
+from inference.model import ModelHolder, file_identity
+from inference.modelsettings import ModelFileError
+
+log = logging.getLogger(__name__)
+
+
+async def watch_settings(holder: ModelHolder, interval: float) -> None:
+    """Run until cancelled."""
+    current = holder.current
+    seen = current.identity if current is not None else None
+    logged: tuple[object, str] | None = None
+    while True:
+        await asyncio.sleep(interval)
+        identity = file_identity(holder.settings_path)
+        if holder.current is not None and identity == seen:
+            continue
+        try:
+            model, previous = await anyio.to_thread.run_sync(holder.reload)
+        except ModelFileError as exc:
+            seen = identity
+            key = (identity, str(exc))
+            if key != logged:
+                logged = key
+                holder.last_error = str(exc)
+                serving = holder.current
+                state = f"still serving v{serving.version}" if serving else "no model is serving"
+                log.error("modelsettings.json changed but cannot be loaded (%s): %s", state, exc)
+            continue
+        except Exception:  # never let the watcher die: the next change gets another try
+            log.exception("unexpected error while reloading the model")
+            seen = identity
+            continue
+        seen = model.identity
+        logged = None
+        if previous is None or previous.sha256 != model.sha256:
+            log.info(
+                "settings changed: now serving v%d (was %s)", model.version, f"v{previous.version}" if previous else "none"
+            )
