@@ -1,0 +1,122 @@
+"""Shared fixtures: tiny real SQLite databases and tiny real models, built in tmp_path."""
+
+from __future__ import annotations
+
+import os
+
+# One OpenMP thread: the suite runs fits side by side with servers on a 2-core machine,
+# where oversubscribed OpenMP barriers slow HistGradientBoosting down a hundredfold.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO_DB = ROOT / "diamond.db"
+COLUMNS = ("carat", "cut", "color", "clarity", "depth", "table", "price", "x", "y", "z")
+TINY = {"max_iter": 40, "max_leaf_nodes": 15, "random_state": 0}
+
+
+def make_db(path: Path, rows: int = 1500, *, extra: list[tuple[Any, ...]] | None = None, offset: int = 0) -> Path:
+    """A real diamonds table with the first ``rows`` rows of the repo's data set (keys kept)."""
+    src = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
+    data = src.execute('SELECT * FROM diamonds ORDER BY id LIMIT ? OFFSET ?', (rows, offset)).fetchall()
+    src.close()
+    con = sqlite3.connect(path)
+    cols = ", ".join(f'"{c}"' for c in COLUMNS)
+    con.execute(f'CREATE TABLE diamonds (id INTEGER PRIMARY KEY, {cols})')
+    con.executemany(f"INSERT INTO diamonds VALUES ({', '.join('?' * 11)})", data + (extra or []))
+    con.commit()
+    con.close()
+    return path
+
+
+@dataclass
+class Project:
+    """A throwaway copy of the project's mutable state: db, settings file, registry."""
+
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "diamond.db"
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "modelsettings.json"
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "model_registry"
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m <args>`` against this project's files."""
+        full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", *args],
+            cwd=self.root,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def train_cli(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.cli(
+            "training", "--db", str(self.db), "--settings", str(self.settings), "--registry", str(self.registry), *extra,
+            env={"PYTHONPATH": str(ROOT)},
+        )
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every file of the settings and registry, for 'nothing changed' assertions."""
+        files = {}
+        if self.settings.exists():
+            files["modelsettings.json"] = self.settings.read_bytes()
+        if self.registry.exists():
+            for p in sorted(self.registry.iterdir()):
+                if p.name != ".lock":
+                    files[p.name] = p.read_bytes()
+        return files
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    proj = Project(tmp_path / "project")
+    proj.root.mkdir()
+    make_db(proj.db)
+    return proj
+
+
+def tiny_factory(**params: Any) -> Callable[[], Any]:
+    from training.pipeline import build_pipeline
+
+    return lambda: build_pipeline(boosters=({**TINY, **params},))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A project whose registry holds one real model (v1), trained once per session."""
+    from training.paths import TrainingPaths
+    from training.train import run
+
+    proj = Project(tmp_path_factory.mktemp("trained"))
+    make_db(proj.db)
+    run(TrainingPaths(proj.db, proj.settings, proj.registry), pipeline_factory=tiny_factory())
+    return proj
+
+
+@pytest.fixture
+def served(trained: Project, tmp_path: Path) -> Iterator[Project]:
+    """A private copy of :func:`trained` that a test may damage."""
+    proj = Project(tmp_path / "served")
+    shutil.copytree(trained.root, proj.root, ignore=shutil.ignore_patterns(".lock"))
+    yield proj

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+from inference.onnx_io import make_feeds, predict
+from inference.schema import FEATURES
+from tests.conftest import TINY, make_db
+from training import data, export
+from training.pipeline import build_pipeline
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, data.Dataset]:
+    ds = data.load(make_db(tmp_path_factory.mktemp("export") / "d.db", rows=3000))
+    pipe = build_pipeline(boosters=(TINY, {**TINY, "learning_rate": 0.2, "random_state": 1}))
+    pipe.fit(ds.frame[list(FEATURES.names)], ds.frame["price"].to_numpy())
+    return pipe, ds
+
+
+@pytest.fixture(scope="module")
+def session(fitted: tuple[Pipeline, data.Dataset]) -> ort.InferenceSession:
+    pipe, _ = fitted
+    model = export.to_onnx(pipe, version=7, metadata={"mae": 123.5, "train_rows": 3000})
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def feeds(rows: list[tuple[float, str, str, str]]) -> dict[str, np.ndarray]:
+    return make_feeds({n: [r[i] for r in rows] for i, n in enumerate(FEATURES.names)})
+
+
+def test_interface_is_one_named_input_per_feature(session: ort.InferenceSession) -> None:
+    inputs = [(i.name, i.type, i.shape) for i in session.get_inputs()]
+    assert inputs == [
+        ("carat", "tensor(float)", [None, 1]),
+        ("cut", "tensor(string)", [None, 1]),
+        ("color", "tensor(string)", [None, 1]),
+        ("clarity", "tensor(string)", [None, 1]),
+    ]
+    assert [(o.name, o.type, o.shape) for o in session.get_outputs()] == [("price", "tensor(float)", [None, 1])]
+
+
+def test_metadata_carries_version_schema_and_mae(session: ort.InferenceSession) -> None:
+    meta = session.get_modelmeta()
+    props = meta.custom_metadata_map
+    assert props["version"] == "7"
+    assert json.loads(props["mae"]) == 123.5
+    assert json.loads(props["feature_schema"]) == FEATURES.to_dict()
+    assert "NaN" in props["invalid_rows"]
+    assert meta.version == 7
+
+
+def test_parity_with_scikit_learn_on_every_row(fitted: tuple[Pipeline, data.Dataset]) -> None:
+    pipe, ds = fitted
+    blob = export.to_onnx(pipe, version=1, metadata={}).SerializeToString()
+    worst = export.check_parity(blob, pipe, ds.frame)
+    assert worst <= export.PARITY_TOLERANCE
+    # And independently of check_parity: plain onnxruntime through the named inputs.
+    ours = predict(ort.InferenceSession(blob), make_feeds({n: ds.frame[n].to_numpy() for n in FEATURES.names}))
+    np.testing.assert_allclose(ours, pipe.predict(ds.frame[list(FEATURES.names)]), atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        (0.7, "Ideal", "G", "XX"),  # unknown clarity
+        (0.7, "ideal", "G", "VS2"),  # case matters
+        (0.7, "", "G", "VS2"),
+        (0.7, "Ideal", "K", "VS2"),
+        (0.1, "Ideal", "G", "VS2"),  # below the carat range
+        (6.0, "Ideal", "G", "VS2"),  # above it
+        (float("nan"), "Ideal", "G", "VS2"),
+    ],
+)
+def test_rows_outside_the_schema_price_as_nan(session: ort.InferenceSession, row: tuple[float, str, str, str]) -> None:
+    good = (0.7, "Ideal", "G", "VS2")
+    prices = predict(session, feeds([good, row, good]))
+    assert np.isfinite(prices[0]) and np.isfinite(prices[2])
+    assert np.isnan(prices[1])
+
+
+def test_schema_edges_are_priced(session: ort.InferenceSession) -> None:
+    lo, hi = FEATURES.numeric["carat"]
+    rows = [(lo, "Fair", "J", "I1"), (hi, "Ideal", "D", "IF")]
+    assert np.isfinite(predict(session, feeds(rows))).all()
+
+
+def test_parity_failure_is_reported(fitted: tuple[Pipeline, data.Dataset]) -> None:
+    pipe, ds = fitted
+    other = build_pipeline(boosters=({**TINY, "max_iter": 5},))
+    other.fit(ds.frame[list(FEATURES.names)], ds.frame["price"].to_numpy())
+    blob = export.to_onnx(other, version=1, metadata={}).SerializeToString()
+    with pytest.raises(export.ExportError, match="differs from scikit-learn"):
+        export.check_parity(blob, pipe, ds.frame)
+
+
+def test_native_categorical_trees_are_refused(tmp_path: Path) -> None:
+    ds = data.load(make_db(tmp_path / "d.db", rows=500))
+    X = ds.frame[list(FEATURES.names)]
+    pipe = Pipeline(
+        [
+            (
+                "encode",
+                ColumnTransformer(
+                    [("n", "passthrough", ["carat"]), ("c", OrdinalEncoder(), ["cut", "color", "clarity"])]
+                ),
+            ),
+            ("hgb", HistGradientBoostingRegressor(max_iter=5, categorical_features=[1, 2, 3])),
+        ]
+    )
+    pipe.fit(X, ds.frame["price"].to_numpy())
+    with pytest.raises(export.ExportError, match="native categorical"):
+        export.to_onnx(pipe, version=1, metadata={})
+
+
+def test_exported_graph_passes_the_onnx_checker(fitted: tuple[Pipeline, data.Dataset]) -> None:
+    pipe, _ = fitted
+    model = export.to_onnx(pipe, version=1, metadata={})
+    onnx.checker.check_model(model, full_check=True)
+    ops = {n.op_type for n in model.graph.node}
+    assert "TreeEnsemble" in ops and "Exp" in ops

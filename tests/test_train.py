@@ -1,0 +1,230 @@
+"""The MAE gate, the registry's guarantees and the command line, on real fits and files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import onnxruntime as ort
+import pytest
+
+from inference.modelsettings import read_verified_model, sha256_file
+from tests.conftest import ROOT, Project, make_db, tiny_factory
+from training.paths import TrainingPaths
+from training.train import TrainingError, run
+
+
+def paths(p: Project) -> TrainingPaths:
+    return TrainingPaths(p.db, p.settings, p.registry)
+
+
+def history(p: Project) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (p.registry / "history.jsonl").read_text().splitlines()]
+
+
+def test_first_run_promotes_v1_with_a_complete_record(project: Project) -> None:
+    outcome = run(paths(project), pipeline_factory=tiny_factory())
+    assert outcome.promoted and outcome.version == 1 and outcome.current_mae is None
+    record = json.loads(project.settings.read_text())
+    assert record["version"] == 1
+    assert record["path"] == "model_registry/diamond_price-v1.onnx"
+    assert record["sha256"] == sha256_file(project.registry / "diamond_price-v1.onnx")
+    assert record["mae"] == pytest.approx(outcome.candidate_mae, abs=1e-3)
+    for key in ("mae_protocol", "train_rows", "holdout_rows", "data_fingerprint", "estimator", "params",
+                "libraries", "created_at"):
+        assert key in record, key
+    assert record["train_rows"] + record["holdout_rows"] < 1500
+    settings, blob = read_verified_model(project.settings, project.registry)
+    meta = ort.InferenceSession(blob).get_modelmeta().custom_metadata_map
+    assert meta["version"] == "1" and float(meta["mae"]) == record["mae"]
+    (line,) = history(project)
+    assert line["decision"] == "promoted" and line["version"] == 1 and line["current_mae"] is None
+
+
+def test_retraining_on_unchanged_data_rejects_and_changes_only_history(project: Project) -> None:
+    run(paths(project), pipeline_factory=tiny_factory())
+    before = project.snapshot()
+    outcome = run(paths(project), pipeline_factory=tiny_factory())
+    assert not outcome.promoted
+    assert outcome.candidate_mae == outcome.current_mae  # same rows, same protocol, same model
+    after = project.snapshot()
+    assert after.pop("history.jsonl") != before.pop("history.jsonl")
+    assert after == before
+    last = history(project)[-1]
+    assert last["decision"] == "rejected" and last["version"] is None
+    assert last["candidate_mae"] == last["current_mae"]
+
+
+def test_better_candidate_is_promoted_as_the_next_version(project: Project) -> None:
+    run(paths(project), pipeline_factory=tiny_factory(max_iter=3))  # a weak v1
+    outcome = run(paths(project), pipeline_factory=tiny_factory(max_iter=60))
+    assert outcome.promoted and outcome.version == 2
+    assert outcome.current_mae is not None and outcome.candidate_mae < outcome.current_mae
+    assert json.loads(project.settings.read_text())["version"] == 2
+    assert (project.registry / "diamond_price-v1.onnx").exists()  # never removed or overwritten
+
+
+def test_worse_candidate_is_rejected(project: Project) -> None:
+    run(paths(project), pipeline_factory=tiny_factory(max_iter=60))
+    before = project.snapshot()
+    outcome = run(paths(project), pipeline_factory=tiny_factory(max_iter=3))
+    assert not outcome.promoted and outcome.current_mae is not None
+    assert outcome.candidate_mae > outcome.current_mae
+    assert project.settings.read_bytes() == before["modelsettings.json"]
+
+
+def test_gate_scores_current_model_on_todays_rows_not_a_stored_number(project: Project) -> None:
+    run(paths(project), pipeline_factory=tiny_factory())
+    record = json.loads(project.settings.read_text())
+    record["mae"] = 0.01  # a stored figure the candidate could never beat
+    project.settings.write_text(json.dumps(record))
+    outcome = run(paths(project), pipeline_factory=tiny_factory(max_iter=80))
+    assert outcome.current_mae is not None and outcome.current_mae > 1
+    assert outcome.promoted
+
+
+def test_tampered_current_model_stops_the_run_and_changes_nothing(project: Project) -> None:
+    run(paths(project), pipeline_factory=tiny_factory())
+    model = project.registry / "diamond_price-v1.onnx"
+    model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
+    before = project.snapshot()
+    with pytest.raises(TrainingError, match="sha256 mismatch"):
+        run(paths(project), pipeline_factory=tiny_factory())
+    assert project.snapshot() == before
+
+
+def test_version_numbers_skip_orphan_files(project: Project) -> None:
+    run(paths(project), pipeline_factory=tiny_factory(max_iter=3))
+    orphan = project.registry / "diamond_price-v2.onnx"
+    orphan.write_bytes(b"left by a run killed before it updated the pointer")
+    outcome = run(paths(project), pipeline_factory=tiny_factory(max_iter=60))
+    assert outcome.version == 3
+    assert orphan.read_bytes().startswith(b"left by")
+
+
+# -- the command line, as a user runs it --------------------------------------------------
+
+
+def test_cli_promotes_then_rejects_leaving_settings_byte_identical(project: Project) -> None:
+    first = project.train_cli()
+    assert first.returncode == 0, first.stderr
+    assert "decision: promote v1" in first.stdout
+    assert "duplicate" in first.stdout and "removed" in first.stdout
+    settings = project.settings.read_bytes()
+    second = project.train_cli()
+    assert second.returncode == 0, second.stderr
+    assert "decision: reject" in second.stdout and "vs current v1" in second.stdout
+    assert project.settings.read_bytes() == settings
+    assert len(history(project)) == 2
+
+
+def _bad_db(project: Project, kind: str) -> None:
+    if kind == "missing":
+        project.db.unlink()
+    elif kind == "garbage":
+        project.db.write_bytes(b"\x00garbage" * 500)
+    elif kind == "no_table":
+        con = sqlite3.connect(project.db)
+        con.execute("DROP TABLE diamonds")
+        con.commit()
+        con.close()
+    elif kind == "no_column":
+        con = sqlite3.connect(project.db)
+        con.execute("ALTER TABLE diamonds DROP COLUMN price")
+        con.commit()
+        con.close()
+    elif kind == "no_rows":
+        con = sqlite3.connect(project.db)
+        con.execute("UPDATE diamonds SET cut = 'Unknown'")
+        con.commit()
+        con.close()
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage", "no_table", "no_column", "no_rows"])
+def test_cli_bad_database_exits_non_zero_with_one_line_and_changes_nothing(trained: Project, tmp_path: object,
+                                                                           kind: str) -> None:
+    import shutil
+    from pathlib import Path
+
+    project = Project(Path(str(tmp_path)) / "p")
+    shutil.copytree(trained.root, project.root, ignore=shutil.ignore_patterns(".lock"))
+    before = project.snapshot()
+    _bad_db(project, kind)
+    result = project.train_cli()
+    assert result.returncode == 1
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert project.snapshot() == before
+
+
+def test_cli_defaults_resolve_from_the_project_not_the_cwd(tmp_path: object) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from training.paths import TrainingPaths; p = TrainingPaths.from_env(); "
+         "print(p.db, p.settings, p.registry)"],
+        cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True,
+    )
+    assert result.stdout.split() == [str(ROOT / "diamond.db"), str(ROOT / "modelsettings.json"),
+                                     str(ROOT / "model_registry")]
+
+
+def test_two_concurrent_runs_promote_once_and_leave_a_consistent_registry(project: Project) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "training", "--db", str(project.db), "--settings", str(project.settings),
+            "--registry", str(project.registry)]
+    procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    stdout = "".join(o for o, _ in outs)
+    assert stdout.count("decision: promote v1") == 1
+    assert stdout.count("decision: reject") == 1
+    settings, _ = read_verified_model(project.settings, project.registry)
+    assert settings.version == 1
+    assert sorted(p.name for p in project.registry.glob("*.onnx")) == ["diamond_price-v1.onnx"]
+    assert [h["decision"] for h in history(project)] == ["promoted", "rejected"]
+
+
+def test_no_wait_exits_75_while_another_run_holds_the_lock(project: Project) -> None:
+    import fcntl
+
+    project.registry.mkdir()
+    with open(project.registry / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        result = project.train_cli("--no-wait")
+    assert result.returncode == 75
+    assert "another training run" in result.stderr
+    assert not project.settings.exists()
+
+
+def test_killing_a_run_at_any_moment_leaves_a_valid_pointer(project: Project) -> None:
+    make_db(project.db.with_name("big.db"), rows=6000)
+    project.db.unlink()
+    project.db.with_name("big.db").rename(project.db)
+    first = project.train_cli()
+    assert first.returncode == 0, first.stderr
+    # Make the next candidate better so that a run reaching the end would promote.
+    con = sqlite3.connect(project.db)
+    con.execute("UPDATE diamonds SET price = price * 2")
+    con.commit()
+    con.close()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "training", "--db", str(project.db), "--settings", str(project.settings),
+            "--registry", str(project.registry)]
+    for delay in (0.5, 1.5, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0):
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        settings, _ = read_verified_model(project.settings, project.registry)  # raises if torn or dangling
+        assert settings.version >= 1
+    # The registry is not wedged: no stale lock, orphans are skipped, the next run completes.
+    final = project.train_cli("--no-wait")
+    assert final.returncode == 0, final.stderr
+    settings, _ = read_verified_model(project.settings, project.registry)
+    assert settings.version >= 2
