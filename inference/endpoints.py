@@ -109,6 +109,7 @@ async def update_model(request: Request) -> Response:
         serving = holder.current
         log.error("model reload failed, still serving %s: %s", f"v{serving.version}" if serving else "nothing", exc)
         raise ReloadFailed(f"model not updated: {exc}", serving_version=serving.version if serving else None) from None
-    status = "unchanged" if previous is not None and previous.sha256 == current.sha256 else "updated"
+    unchanged = previous is not None and (previous.version, previous.sha256) == (current.version, current.sha256)
+    status = "unchanged" if unchanged else "updated"
     body = {"status": status, "version": current.version, "previous_version": previous.version if previous else None}
     return JSONResponse(body)

@@ -48,7 +48,7 @@ async def watch_settings(holder: ModelHolder, interval: float) -> None:
             continue
         seen = model.identity
         logged = None
-        if previous is None or previous.sha256 != model.sha256:
+        if previous is None or (previous.version, previous.sha256) != (model.version, model.sha256):
             log.info(
                 "settings changed: now serving v%d (was %s)", model.version, f"v{previous.version}" if previous else "none"
             )
