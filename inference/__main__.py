@@ -1,7 +1,7 @@
 """``python -m inference``: serve the API with uvicorn.
 
-    python -m inference                      # HOST/PORT/WORKERS from the environment
-    python -m inference --port 9000 --workers 2
+python -m inference                      # HOST/PORT/WORKERS from the environment
+python -m inference --port 9000 --workers 2
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from inference.schema import FEATURES, FeatureSchema
 
 MAX_BATCH = 10_000
-EXAMPLE = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
+EXAMPLE: dict[str, Any] = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
 
 
 def _diamond_model(schema: FeatureSchema) -> type[BaseModel]:
@@ -24,7 +24,7 @@ def _diamond_model(schema: FeatureSchema) -> type[BaseModel]:
         )
     for name, allowed in schema.categorical.items():
         fields[name] = (
-            Annotated[Literal[allowed], Field(description=f"one of {', '.join(allowed)} (worst to best)")],  # type: ignore[valid-type]
+            Annotated[Literal[allowed], Field(description=f"one of {', '.join(allowed)} (worst to best)")],
             ...,
         )
     return create_model(

@@ -32,33 +32,70 @@ TITLE = "diamond-price"
 API_VERSION = "1.0.0"
 DESCRIPTION = (
     "Prices diamonds from carat, cut, color and clarity with the current ONNX model. "
-    "Every error is JSON: `{\"error\": \"...\"}`, with `fields` listing each invalid field on 422."
+    'Every error is JSON: `{"error": "..."}`, with `fields` listing each invalid field on 422.'
 )
 _ERR = m.Error
 
 OPERATIONS = [
-    Operation("/", "get", "Service status and the current model", "health",
-              {200: ("Ready: a model is serving", m.Health), 503: ("No model is loaded; `reason` says why", m.Health)}),
+    Operation(
+        "/",
+        "get",
+        "Service status and the current model",
+        "health",
+        {200: ("Ready: a model is serving", m.Health), 503: ("No model is loaded; `reason` says why", m.Health)},
+    ),
     Operation("/health/live", "get", "Liveness: the process answers", "health", {200: ("Alive", m.Liveness)}),
-    Operation("/health/ready", "get", "Readiness: a model is loaded", "health",
-              {200: ("Ready", m.Health), 503: ("Not ready", m.Health)}),
-    Operation("/diamond_price", "post", "Price one diamond", "prices",
-              {200: ("The predicted price", m.Price), 400: ("Malformed JSON", _ERR), 413: ("Body too large", _ERR),
-               415: ("Content-Type is not application/json", _ERR), 422: ("A field is invalid", _ERR),
-               503: ("No model is loaded", _ERR)},
-              request=m.Diamond),  # type: ignore[arg-type]
-    Operation("/diamond_prices", "post", "Price up to 10,000 diamonds in one model call", "prices",
-              {200: ("One price per diamond, in order", m.Prices), 400: ("Malformed JSON", _ERR),
-               413: ("Body too large", _ERR), 415: ("Content-Type is not application/json", _ERR),
-               422: ("A field is invalid", _ERR), 503: ("No model is loaded", _ERR)},
-              request=m.DiamondBatch),
-    Operation("/update_model", "post", "Load the model modelsettings.json names now", "operations",
-              {200: ("Swapped in, or already serving", m.UpdateResult),
-               401: ("UPDATE_TOKEN is set and the bearer token is missing or wrong", _ERR),
-               409: ("The named model cannot be loaded; the previous one keeps serving", _ERR)},
-              description="Loads the new model fully, then swaps it in; requests already running finish on "
-              "the model they started with. Needs `Authorization: Bearer <UPDATE_TOKEN>` when that is set.",
-              security=True),
+    Operation(
+        "/health/ready",
+        "get",
+        "Readiness: a model is loaded",
+        "health",
+        {200: ("Ready", m.Health), 503: ("Not ready", m.Health)},
+    ),
+    Operation(
+        "/diamond_price",
+        "post",
+        "Price one diamond",
+        "prices",
+        {
+            200: ("The predicted price", m.Price),
+            400: ("Malformed JSON", _ERR),
+            413: ("Body too large", _ERR),
+            415: ("Content-Type is not application/json", _ERR),
+            422: ("A field is invalid", _ERR),
+            503: ("No model is loaded", _ERR),
+        },
+        request=m.Diamond,
+    ),
+    Operation(
+        "/diamond_prices",
+        "post",
+        "Price up to 10,000 diamonds in one model call",
+        "prices",
+        {
+            200: ("One price per diamond, in order", m.Prices),
+            400: ("Malformed JSON", _ERR),
+            413: ("Body too large", _ERR),
+            415: ("Content-Type is not application/json", _ERR),
+            422: ("A field is invalid", _ERR),
+            503: ("No model is loaded", _ERR),
+        },
+        request=m.DiamondBatch,
+    ),
+    Operation(
+        "/update_model",
+        "post",
+        "Load the model modelsettings.json names now",
+        "operations",
+        {
+            200: ("Swapped in, or already serving", m.UpdateResult),
+            401: ("UPDATE_TOKEN is set and the bearer token is missing or wrong", _ERR),
+            409: ("The named model cannot be loaded; the previous one keeps serving", _ERR),
+        },
+        description="Loads the new model fully, then swaps it in; requests already running finish on "
+        "the model they started with. Needs `Authorization: Bearer <UPDATE_TOKEN>` when that is set.",
+        security=True,
+    ),
 ]
 
 
@@ -94,7 +131,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except ModelFileError as exc:
             holder.last_error = str(exc)
             log.error("no model loaded at start-up (%s); answering 503 until a valid model appears", exc)
-        watcher = asyncio.create_task(watch_settings(holder, settings.reload_interval)) if settings.auto_reload else None
+        watcher = (
+            asyncio.create_task(watch_settings(holder, settings.reload_interval)) if settings.auto_reload else None
+        )
         try:
             yield {}
         finally:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -114,7 +115,11 @@ class ModelHolder:
         self._report("success", model.load_seconds, model)
         log.info(
             "serving %s v%d (sha256 %s, MAE %.2f), loaded in %.0f ms",
-            model.settings.name, model.version, model.sha256[:12], model.settings.mae, model.load_seconds * 1000,
+            model.settings.name,
+            model.version,
+            model.sha256[:12],
+            model.settings.mae,
+            model.load_seconds * 1000,
         )
         return previous
 
@@ -132,7 +137,9 @@ class ModelHolder:
         current = self._current
         if current is not None and current.sha256 == model.sha256 and current.version == model.version:
             # Same model: keep the warm session, remember that this file state is handled.
-            kept = LoadedModel(current.session, current.settings, model.identity, current.load_seconds, current.loaded_at)
+            kept = LoadedModel(
+                current.session, current.settings, model.identity, current.load_seconds, current.loaded_at
+            )
             with self._swap_lock:
                 self._current = kept
             self.last_error = None
@@ -159,7 +166,7 @@ class ModelHolder:
                 same = False
             if not same:
                 raise ModelFileError("the model was trained for a different feature schema than this service validates")
-        probe = {n: [lo] for n, (lo, _) in self.schema.numeric.items()}
+        probe: dict[str, list[Any]] = {n: [lo] for n, (lo, _) in self.schema.numeric.items()}
         probe.update({n: [values[0]] for n, values in self.schema.categorical.items()})
         try:
             price = predict(session, make_feeds(probe, self.schema))

@@ -94,7 +94,5 @@ def read_verified_model(settings_path: Path, registry: Path) -> tuple[ModelSetti
         raise ModelFileError(f"cannot read model file {model_path}: {exc.strerror}") from None
     digest = hashlib.sha256(blob).hexdigest()
     if digest != settings.sha256:
-        raise ModelFileError(
-            f"sha256 mismatch for {model_path}: file has {digest}, settings expect {settings.sha256}"
-        )
+        raise ModelFileError(f"sha256 mismatch for {model_path}: file has {digest}, settings expect {settings.sha256}")
     return settings, blob

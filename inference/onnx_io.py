@@ -18,7 +18,9 @@ from inference.schema import FEATURES, FeatureSchema
 OUTPUT = "price"
 
 
-def make_feeds(columns: Mapping[str, Sequence[Any] | np.ndarray], schema: FeatureSchema = FEATURES) -> dict[str, np.ndarray]:
+def make_feeds(
+    columns: Mapping[str, Sequence[Any] | np.ndarray], schema: FeatureSchema = FEATURES
+) -> dict[str, np.ndarray]:
     """Column-wise values -> named ``[N, 1]`` input arrays."""
     feeds: dict[str, np.ndarray] = {}
     for name in schema.numeric:

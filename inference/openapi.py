@@ -47,8 +47,7 @@ def build_openapi(operations: list[Operation], *, title: str, version: str, desc
         entry: dict[str, Any] = {
             "summary": op.summary,
             "tags": [op.tag],
-            "operationId": f"{op.method}_{op.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
-            or f"{op.method}_root",
+            "operationId": _operation_id(op),
             "responses": {},
         }
         if op.description:
@@ -75,3 +74,8 @@ def build_openapi(operations: list[Operation], *, title: str, version: str, desc
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _operation_id(op: Operation) -> str:
+    slug = op.path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
+    return f"{op.method}_{slug or 'root'}"

@@ -50,5 +50,7 @@ async def watch_settings(holder: ModelHolder, interval: float) -> None:
         logged = None
         if previous is None or (previous.version, previous.sha256) != (model.version, model.sha256):
             log.info(
-                "settings changed: now serving v%d (was %s)", model.version, f"v{previous.version}" if previous else "none"
+                "settings changed: now serving v%d (was %s)",
+                model.version,
+                f"v{previous.version}" if previous else "none",
             )

@@ -97,7 +97,7 @@ def content_digest(db: Path) -> str:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         h = hashlib.sha256()
-        for row in con.execute('SELECT * FROM diamonds ORDER BY id'):
+        for row in con.execute("SELECT * FROM diamonds ORDER BY id"):
             h.update(repr(row).encode())
         return h.hexdigest()
     finally:

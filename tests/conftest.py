@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,11 @@ TINY = {"max_iter": 40, "max_leaf_nodes": 15, "random_state": 0}
 def make_db(path: Path, rows: int = 1500, *, extra: list[tuple[Any, ...]] | None = None, offset: int = 0) -> Path:
     """A real diamonds table with the first ``rows`` rows of the repo's data set (keys kept)."""
     src = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
-    data = src.execute('SELECT * FROM diamonds ORDER BY id LIMIT ? OFFSET ?', (rows, offset)).fetchall()
+    data = src.execute("SELECT * FROM diamonds ORDER BY id LIMIT ? OFFSET ?", (rows, offset)).fetchall()
     src.close()
     con = sqlite3.connect(path)
     cols = ", ".join(f'"{c}"' for c in COLUMNS)
-    con.execute(f'CREATE TABLE diamonds (id INTEGER PRIMARY KEY, {cols})')
+    con.execute(f"CREATE TABLE diamonds (id INTEGER PRIMARY KEY, {cols})")
     con.executemany(f"INSERT INTO diamonds VALUES ({', '.join('?' * 11)})", data + (extra or []))
     con.commit()
     con.close()
@@ -57,7 +57,9 @@ class Project:
     def registry(self) -> Path:
         return self.root / "model_registry"
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``python -m <args>`` against this project's files."""
         full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         return subprocess.run(
@@ -72,7 +74,14 @@ class Project:
 
     def train_cli(self, *extra: str) -> subprocess.CompletedProcess[str]:
         return self.cli(
-            "training", "--db", str(self.db), "--settings", str(self.settings), "--registry", str(self.registry), *extra,
+            "training",
+            "--db",
+            str(self.db),
+            "--settings",
+            str(self.settings),
+            "--registry",
+            str(self.registry),
+            *extra,
             env={"PYTHONPATH": str(ROOT)},
         )
 
@@ -115,8 +124,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 
 @pytest.fixture
-def served(trained: Project, tmp_path: Path) -> Iterator[Project]:
+def served(trained: Project, tmp_path: Path) -> Project:
     """A private copy of :func:`trained` that a test may damage."""
     proj = Project(tmp_path / "served")
     shutil.copytree(trained.root, proj.root, ignore=shutil.ignore_patterns(".lock"))
-    yield proj
+    return proj

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,8 +105,11 @@ def test_invalid_fields_are_422_naming_every_field(client: TestClient, payload: 
 
 def test_nan_and_infinity_are_rejected(client: TestClient) -> None:
     for token in ("NaN", "Infinity", "-Infinity", "1e999"):
-        r = client.post("/diamond_price", content=f'{{"carat": {token}, "cut": "Ideal", "color": "G", "clarity": "VS2"}}',
-                        headers={"content-type": "application/json"})
+        r = client.post(
+            "/diamond_price",
+            content=f'{{"carat": {token}, "cut": "Ideal", "color": "G", "clarity": "VS2"}}',
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code in (400, 422), token
         assert "error" in r.json()
 
@@ -215,12 +217,32 @@ def _damage(p: Project, how: str) -> None:
         p.settings.write_text("[1, 2]")
 
 
-DAMAGE = ["missing_file", "corrupt_file", "sha_mismatch", "outside_registry", "dotdot", "absolute", "symlink_out",
-          "bad_json", "missing_keys", "missing_settings", "not_an_object"]
-CAUSE = {"missing_file": "not found", "corrupt_file": "onnxruntime cannot load", "sha_mismatch": "sha256 mismatch",
-         "outside_registry": "outside the registry", "dotdot": "stay inside", "absolute": "must be relative",
-         "symlink_out": "outside the registry", "bad_json": "not valid JSON", "missing_keys": "path",
-         "missing_settings": "not found", "not_an_object": "JSON object"}
+DAMAGE = [
+    "missing_file",
+    "corrupt_file",
+    "sha_mismatch",
+    "outside_registry",
+    "dotdot",
+    "absolute",
+    "symlink_out",
+    "bad_json",
+    "missing_keys",
+    "missing_settings",
+    "not_an_object",
+]
+CAUSE = {
+    "missing_file": "not found",
+    "corrupt_file": "onnxruntime cannot load",
+    "sha_mismatch": "sha256 mismatch",
+    "outside_registry": "outside the registry",
+    "dotdot": "stay inside",
+    "absolute": "must be relative",
+    "symlink_out": "outside the registry",
+    "bad_json": "not valid JSON",
+    "missing_keys": "path",
+    "missing_settings": "not found",
+    "not_an_object": "JSON object",
+}
 
 
 @pytest.mark.parametrize("how", DAMAGE)

@@ -35,11 +35,19 @@ def test_first_run_promotes_v1_with_a_complete_record(project: Project) -> None:
     assert record["path"] == "model_registry/diamond_price-v1.onnx"
     assert record["sha256"] == sha256_file(project.registry / "diamond_price-v1.onnx")
     assert record["mae"] == pytest.approx(outcome.candidate_mae, abs=1e-3)
-    for key in ("mae_protocol", "train_rows", "holdout_rows", "data_fingerprint", "estimator", "params",
-                "libraries", "created_at"):
+    for key in (
+        "mae_protocol",
+        "train_rows",
+        "holdout_rows",
+        "data_fingerprint",
+        "estimator",
+        "params",
+        "libraries",
+        "created_at",
+    ):
         assert key in record, key
     assert record["train_rows"] + record["holdout_rows"] < 1500
-    settings, blob = read_verified_model(project.settings, project.registry)
+    _, blob = read_verified_model(project.settings, project.registry)
     meta = ort.InferenceSession(blob).get_modelmeta().custom_metadata_map
     assert meta["version"] == "1" and float(meta["mae"]) == record["mae"]
     (line,) = history(project)
@@ -146,8 +154,9 @@ def _bad_db(project: Project, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["missing", "garbage", "no_table", "no_column", "no_rows"])
-def test_cli_bad_database_exits_non_zero_with_one_line_and_changes_nothing(trained: Project, tmp_path: object,
-                                                                           kind: str) -> None:
+def test_cli_bad_database_exits_non_zero_with_one_line_and_changes_nothing(
+    trained: Project, tmp_path: object, kind: str
+) -> None:
     import shutil
     from pathlib import Path
 
@@ -165,20 +174,41 @@ def test_cli_bad_database_exits_non_zero_with_one_line_and_changes_nothing(train
 
 def test_cli_defaults_resolve_from_the_project_not_the_cwd(tmp_path: object) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "from training.paths import TrainingPaths; p = TrainingPaths.from_env(); "
-         "print(p.db, p.settings, p.registry)"],
-        cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "from training.paths import TrainingPaths; p = TrainingPaths.from_env(); "
+            "print(p.db, p.settings, p.registry)",
+        ],
+        cwd=str(tmp_path),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert result.stdout.split() == [str(ROOT / "diamond.db"), str(ROOT / "modelsettings.json"),
-                                     str(ROOT / "model_registry")]
+    assert result.stdout.split() == [
+        str(ROOT / "diamond.db"),
+        str(ROOT / "modelsettings.json"),
+        str(ROOT / "model_registry"),
+    ]
 
 
 def test_two_concurrent_runs_promote_once_and_leave_a_consistent_registry(project: Project) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "training", "--db", str(project.db), "--settings", str(project.settings),
-            "--registry", str(project.registry)]
-    procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    args = [
+        sys.executable,
+        "-m",
+        "training",
+        "--db",
+        str(project.db),
+        "--settings",
+        str(project.settings),
+        "--registry",
+        str(project.registry),
+    ]
+    procs = [
+        subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     stdout = "".join(o for o, _ in outs)
@@ -214,8 +244,17 @@ def test_killing_a_run_at_any_moment_leaves_a_valid_pointer(project: Project) ->
     con.commit()
     con.close()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "training", "--db", str(project.db), "--settings", str(project.settings),
-            "--registry", str(project.registry)]
+    args = [
+        sys.executable,
+        "-m",
+        "training",
+        "--db",
+        str(project.db),
+        "--settings",
+        str(project.settings),
+        "--registry",
+        str(project.registry),
+    ]
     for delay in (0.5, 1.5, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0):
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)

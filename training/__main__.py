@@ -31,7 +31,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", type=Path, help="SQLite database (default: $DIAMOND_DB or the repo's diamond.db)")
     common.add_argument("--settings", type=Path, help="modelsettings.json (default: $MODEL_SETTINGS or the repo's)")
-    common.add_argument("--registry", type=Path, help="registry directory (default: $MODEL_REGISTRY or model_registry/)")
+    common.add_argument(
+        "--registry", type=Path, help="registry directory (default: $MODEL_REGISTRY or model_registry/)"
+    )
     train = sub.add_parser("train", parents=[common], help="fit a candidate and run the MAE gate")
     train.add_argument("--no-wait", action="store_true", help="exit 75 instead of waiting for a concurrent run")
     sub.add_parser("versions", parents=[common], help="list the registry's versions")

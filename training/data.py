@@ -67,10 +67,10 @@ def load(db: Path, schema: FeatureSchema = FEATURES) -> Dataset:
     needed = [*schema.names, schema.target]
     df = _drop(ds, df, df[needed].isna().any(axis=1), "NULL in a feature or the price")
     numeric = [*schema.numeric, schema.target]
-    converted = {c: pd.to_numeric(df[c], errors="coerce") for c in numeric}
     bad_number = np.zeros(len(df), dtype=bool)
-    for c, values in converted.items():
-        bad_number |= values.isna().to_numpy() | ~np.isfinite(values.to_numpy(dtype=float, na_value=math.nan))
+    for column in numeric:
+        values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float, na_value=math.nan)
+        bad_number |= ~np.isfinite(values)
     df = _drop(ds, df, bad_number, "not a finite number")
     df = df.astype({c: "float64" for c in numeric})
     unknown = np.zeros(len(df), dtype=bool)

@@ -58,8 +58,11 @@ def to_onnx(
             target_opset={"": OPSET, "ai.onnx.ml": 3},
             naming="sk_",
         )
+    except NotImplementedError as exc:
+        raise ExportError(str(exc)) from exc
     except Exception as exc:  # skl2onnx raises many kinds; all mean "did not export"
         raise ExportError(f"skl2onnx could not convert the pipeline: {exc}") from exc
+    assert isinstance(model, onnx.ModelProto)
     onnx_converters.raise_ml_opset(model)
     _shape_interface(model, schema)
     model.model_version = version

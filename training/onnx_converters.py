@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from onnx import ModelProto, numpy_helper
 from skl2onnx import update_registered_converter
-from skl2onnx.algebra.onnx_ops import OnnxExp
 from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
+from skl2onnx.algebra.onnx_ops import OnnxExp
 from skl2onnx.common.data_types import DoubleTensorType
 from skl2onnx.common.shape_calculator import calculate_linear_regressor_output_shapes
 from sklearn.compose import TransformedTargetRegressor
@@ -72,10 +72,9 @@ def tree_ensemble_attributes(model: HistGradientBoostingRegressor) -> dict[str, 
             missing_true.append(1)
             continue
         # Interior nodes and leaves are numbered separately in TreeEnsemble.
-        interior = {i: None for i in range(len(nodes)) if not nodes[i]["is_leaf"]}
         offset = len(feature_ids)
-        for k, i in enumerate(interior):
-            interior[i] = offset + k
+        interior_order = [i for i in range(len(nodes)) if not nodes[i]["is_leaf"]]
+        interior = {i: offset + k for k, i in enumerate(interior_order)}
         leaves: dict[int, int] = {}
         for i in range(len(nodes)):
             if nodes[i]["is_leaf"]:
@@ -89,9 +88,9 @@ def tree_ensemble_attributes(model: HistGradientBoostingRegressor) -> dict[str, 
             splits.append(float(node["num_threshold"]))
             # scikit-learn goes left when x <= threshold, or when x is NaN and missing_go_to_left.
             true_leaf.append(int(bool(nodes[left]["is_leaf"])))
-            true_ids.append(leaves[left] if nodes[left]["is_leaf"] else interior[left])  # type: ignore[arg-type]
+            true_ids.append(leaves[left] if nodes[left]["is_leaf"] else interior[left])
             false_leaf.append(int(bool(nodes[right]["is_leaf"])))
-            false_ids.append(leaves[right] if nodes[right]["is_leaf"] else interior[right])  # type: ignore[arg-type]
+            false_ids.append(leaves[right] if nodes[right]["is_leaf"] else interior[right])
             missing_true.append(int(node["missing_go_to_left"]))
 
     # The baseline rides on the first tree's leaves, so the sum equals scikit-learn's raw prediction.

@@ -33,7 +33,11 @@ def build_pipeline(schema: FeatureSchema = FEATURES, boosters: tuple[dict[str, A
     encode = ColumnTransformer(
         [
             ("numeric", "passthrough", list(schema.numeric)),
-            ("grades", OrdinalEncoder(categories=[list(v) for v in schema.categorical.values()]), list(schema.categorical)),
+            (
+                "grades",
+                OrdinalEncoder(categories=[list(v) for v in schema.categorical.values()]),
+                list(schema.categorical),
+            ),
         ],
         verbose_feature_names_out=False,
     )

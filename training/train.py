@@ -70,7 +70,9 @@ def run(
     holdout_mask = dataset.holdout
     train, holdout = frame[~holdout_mask], frame[holdout_mask]
     if train.empty or holdout.empty:
-        raise data.DataError(f"need rows on both sides of the split; have {len(train)} to train, {len(holdout)} held out")
+        raise data.DataError(
+            f"need rows on both sides of the split; have {len(train)} to train, {len(holdout)} held out"
+        )
     log.info("clean rows: %d (%d to train, %d held out for the gate)", len(frame), len(train), len(holdout))
 
     pipeline = pipeline_factory()
@@ -125,7 +127,11 @@ def run(
             verdict = "promote" if promote else "reject"
             log.info(
                 "decision: %s candidate (MAE %.2f) vs current v%d (MAE %.2f) on the same %d held-out rows",
-                verdict, candidate_mae, current_version, current_mae, len(holdout),
+                verdict,
+                candidate_mae,
+                current_version,
+                current_mae,
+                len(holdout),
             )
 
         history: dict[str, Any] = {

@@ -17,8 +17,18 @@ from training.registry import Registry
 log = logging.getLogger(__name__)
 
 _RECORD_KEYS = (
-    "format", "name", "version", "mae", "mae_protocol", "holdout_rows", "train_rows",
-    "data_fingerprint", "estimator", "params", "libraries", "created_at",
+    "format",
+    "name",
+    "version",
+    "mae",
+    "mae_protocol",
+    "holdout_rows",
+    "train_rows",
+    "data_fingerprint",
+    "estimator",
+    "params",
+    "libraries",
+    "created_at",
 )
 
 
@@ -88,7 +98,9 @@ def format_versions(rows: list[VersionInfo]) -> str:
         mae = f"{r.mae:9.2f}" if isinstance(r.mae, (int, float)) else f"{'?':>9}"
         rows_txt = f"{r.train_rows:10d}" if isinstance(r.train_rows, int) else f"{'?':>10}"
         status = "ok" if r.verified else f"DAMAGED: {r.problem}"
-        lines.append(f"{'*' if r.current else ' ':2}{r.version:>7}  {mae}  {rows_txt}  {str(r.created_at or '?'):<25}  {status}")
+        lines.append(
+            f"{'*' if r.current else ' ':2}{r.version:>7}  {mae}  {rows_txt}  {r.created_at or '?'!s:<25}  {status}"
+        )
     lines.append("* = current (modelsettings.json)")
     return "\n".join(lines)
 
