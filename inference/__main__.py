@@ -11,6 +11,8 @@ import importlib.util
 import logging
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 from inference.config import ConfigError, Settings
 from inference.logs import configure_logging, logging_dict
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("configuration error: %s", exc)
         return 2
     configure_logging(settings.log_level.upper())
+    metrics_dir = prepare_metrics_dir()
 
     import uvicorn
 
@@ -51,7 +54,27 @@ def main(argv: list[str] | None = None) -> int:
         proxy_headers=True,
         server_header=False,
     )
+    if metrics_dir is not None:
+        metrics_dir.cleanup()
     return 0
+
+
+def prepare_metrics_dir() -> tempfile.TemporaryDirectory[str] | None:
+    """Give the workers a shared, empty PROMETHEUS_MULTIPROC_DIR (before anything imports the client).
+
+    Returns the temporary directory we created, or None when the operator chose one
+    (its stale sample files from an earlier run are removed).
+    """
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if chosen:
+        path = Path(chosen)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return None
+    created = tempfile.TemporaryDirectory(prefix="diamond-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = created.name
+    return created
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from inference import endpoints
 from inference.config import Settings
 from inference.errors import EXCEPTION_HANDLERS
 from inference.limits import BodySizeLimit
+from inference.metrics import Metrics, MetricsMiddleware
 from inference.model import ModelHolder
 from inference.modelsettings import ModelFileError
 from inference.openapi import Operation, build_openapi
@@ -122,6 +123,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse(spec)
 
     routes.append(Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False))
+    metrics = Metrics()
+    routes.append(Route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -141,14 +144,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            metrics.close()
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.holder = ModelHolder(settings.model_settings, settings.model_registry)
+    app.state.holder = ModelHolder(settings.model_settings, settings.model_registry, on_load=metrics.on_load)
+    app.state.metrics = metrics
     app.state.openapi = spec
     return app

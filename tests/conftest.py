@@ -61,7 +61,7 @@ class Project:
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 180
     ) -> subprocess.CompletedProcess[str]:
         """Run ``python -m <args>`` against this project's files."""
-        full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+        full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", *args],
             cwd=self.root,

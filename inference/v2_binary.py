@@ -1,0 +1,124 @@
+"""The wire format of V2 inference bodies: JSON, optionally followed by binary tensor data.
+
+Binary tensor data extension: when ``Inference-Header-Content-Length`` is present, the first
+that many bytes of the body are the JSON object and the rest holds the binary tensors, in
+the order the JSON lists them, each ``binary_data_size`` bytes long. Values are little-endian,
+row-major; a BYTES element is a 4-byte little-endian unsigned length followed by its bytes.
+Every malformed body is a :class:`~inference.errors.BadRequest` (or 413/415), never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import zlib
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from inference.errors import BadRequest, UnsupportedMediaType
+from inference.limits import PayloadTooLarge
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+BINARY_MEDIA_TYPE = "application/octet-stream"
+_DIGITS = re.compile(r"[0-9]{1,15}")
+_LENGTH = struct.Struct("<I")
+
+
+async def read_body(request: Request, max_bytes: int) -> tuple[bytes, memoryview]:
+    """The JSON part and the binary part (empty without the header) of an inference request.
+
+    ``Content-Encoding: gzip`` or ``deflate`` bodies (the reference client can send them) are
+    inflated up to ``max_bytes``; anything larger is a 413.
+    """
+    content_type = request.headers.get("content-type")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type and media_type not in ("application/json", BINARY_MEDIA_TYPE) and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, or {BINARY_MEDIA_TYPE} with binary tensor data (got {content_type!r})"
+        )
+    body = await request.body()
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("gzip", "deflate"):
+        body = _inflate(body, encoding, max_bytes)
+    elif encoding != "identity":
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported (use gzip, deflate or none)")
+    raw_length = request.headers.get(HEADER_LENGTH)
+    if raw_length is None:
+        return body, memoryview(b"")
+    if not _DIGITS.fullmatch(raw_length.strip()) or not 0 < int(raw_length) <= len(body):
+        raise BadRequest(f"{HEADER_LENGTH} must be a byte count between 1 and the body size {len(body)}, got {raw_length!r}")
+    split = int(raw_length)
+    return body[:split], memoryview(body)[split:]
+
+
+def _inflate(body: bytes, encoding: str, max_bytes: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        data = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"the inflated request body exceeds the limit of {max_bytes} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise BadRequest(f"the {encoding} body is truncated or has trailing bytes")
+    return data
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN or Infinity tokens; any failure is a 400."""
+
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{token} is not valid JSON")
+
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=refuse)
+    except RecursionError:
+        raise BadRequest("malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def decode_fp32(buf: memoryview, rows: int, where: str) -> np.ndarray:
+    """``rows`` little-endian float32 values."""
+    if len(buf) != 4 * rows:
+        raise BadRequest(f"{where}: FP32 binary data for {rows} value(s) must be {4 * rows} bytes, got {len(buf)}")
+    return np.frombuffer(buf, dtype="<f4").astype(np.float32)
+
+
+def decode_bytes(buf: memoryview, rows: int, where: str) -> list[str]:
+    """``rows`` length-prefixed BYTES elements, each decoded as UTF-8."""
+    values: list[str] = []
+    offset, end = 0, len(buf)
+    while offset < end:
+        if offset + 4 > end:
+            raise BadRequest(f"{where}: BYTES element {len(values)} is truncated in its 4-byte length prefix")
+        (size,) = _LENGTH.unpack_from(buf, offset)
+        offset += 4
+        if size > end - offset:
+            raise BadRequest(f"{where}: BYTES element {len(values)} declares {size} bytes, only {end - offset} remain")
+        try:
+            values.append(str(buf[offset : offset + size], "utf-8"))
+        except UnicodeDecodeError:
+            raise BadRequest(f"{where}: BYTES element {len(values)} is not valid UTF-8") from None
+        offset += size
+        if len(values) > rows:
+            break
+    if len(values) != rows:
+        raise BadRequest(f"{where}: binary data holds {'more than ' if offset < end else ''}{len(values)} BYTES element(s), shape says {rows}")
+    return values
+
+
+def encode_response(header: dict[str, Any], blobs: list[bytes]) -> Response:
+    """A JSON response, or with ``blobs`` a binary one: the JSON, then each blob in output order."""
+    if not blobs:
+        return JSONResponse(header)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return Response(
+        b"".join([head, *blobs]),
+        media_type=BINARY_MEDIA_TYPE,
+        headers={HEADER_LENGTH: str(len(head))},
+    )
