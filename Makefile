@@ -10,6 +10,7 @@ SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
 SERVE_PY := $(SERVE_VENV)/bin/python
 DOCS := static/node_modules/.package-lock.json
+NODE_EXAMPLE := examples/node/node_modules/.package-lock.json
 COMPILE := $(PY) -m uv pip compile --quiet --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make requirements" pyproject.toml
 
@@ -24,7 +25,7 @@ train: $(VENV)/.installed
 evaluate: $(VENV)/.installed
 	$(PY) -m training.evaluate
 
-test: $(VENV)/.installed $(DOCS)
+test: $(VENV)/.installed $(DOCS) $(NODE_EXAMPLE)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -54,6 +55,12 @@ db:
 docs: $(DOCS)
 $(DOCS): static/package.json static/package-lock.json
 	npm ci --prefix static --no-audit --no-fund --ignore-scripts
+	touch $@
+
+# onnxruntime-node for the embedding tests and example; its install script would download
+# from outside the registry, and the CPU binaries ship inside the package anyway.
+$(NODE_EXAMPLE): examples/node/package.json examples/node/package-lock.json
+	npm ci --prefix examples/node --ignore-scripts --no-audit --no-fund
 	touch $@
 
 $(VENV)/.installed: requirements/dev.txt

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,12 +18,14 @@ from starlette.routing import BaseRoute, Route
 from inference import api_models as m
 from inference import endpoints
 from inference.config import Settings
+from inference.docs import docs_routes
 from inference.errors import EXCEPTION_HANDLERS
 from inference.limits import BodySizeLimit
 from inference.metrics import Metrics, MetricsMiddleware
 from inference.model import ModelHolder
 from inference.modelsettings import ModelFileError
 from inference.openapi import Operation, build_openapi
+from inference.v2 import V2_OPERATIONS, v2_routes
 from inference.watcher import watch_settings
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ OPERATIONS = [
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app. ``settings`` defaults to :meth:`Settings.from_env`."""
     settings = settings or Settings.from_env()
-    operations = list(OPERATIONS)
+    operations = [*OPERATIONS, *V2_OPERATIONS]
     routes: list[BaseRoute] = [
         Route("/", endpoints.health, methods=["GET"]),
         Route("/health/live", endpoints.live, methods=["GET"]),
@@ -111,11 +112,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/diamond_price", endpoints.diamond_price, methods=["POST"]),
         Route("/diamond_prices", endpoints.diamond_prices, methods=["POST"]),
         Route("/update_model", endpoints.update_model, methods=["POST"]),
+        *v2_routes(),
     ]
-    if importlib.util.find_spec("inference.docs") is not None:
-        from inference.docs import docs_routes
-
-        routes += docs_routes(settings.static_dir)
+    routes += docs_routes(settings.static_dir)
 
     spec = build_openapi(operations, title=TITLE, version=API_VERSION, description=DESCRIPTION)
 

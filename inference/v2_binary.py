@@ -37,9 +37,8 @@ async def read_body(request: Request, max_bytes: int) -> tuple[bytes, memoryview
     content_type = request.headers.get("content-type")
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type and media_type not in ("application/json", BINARY_MEDIA_TYPE) and not media_type.endswith("+json"):
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, or {BINARY_MEDIA_TYPE} with binary tensor data (got {content_type!r})"
-        )
+        expected = f"application/json, or {BINARY_MEDIA_TYPE} with binary tensor data"
+        raise UnsupportedMediaType(f"Content-Type must be {expected} (got {content_type!r})")
     body = await request.body()
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("gzip", "deflate"):
@@ -50,7 +49,9 @@ async def read_body(request: Request, max_bytes: int) -> tuple[bytes, memoryview
     if raw_length is None:
         return body, memoryview(b"")
     if not _DIGITS.fullmatch(raw_length.strip()) or not 0 < int(raw_length) <= len(body):
-        raise BadRequest(f"{HEADER_LENGTH} must be a byte count between 1 and the body size {len(body)}, got {raw_length!r}")
+        raise BadRequest(
+            f"{HEADER_LENGTH} must be a byte count between 1 and the body size {len(body)}, got {raw_length!r}"
+        )
     split = int(raw_length)
     return body[:split], memoryview(body)[split:]
 
@@ -108,7 +109,8 @@ def decode_bytes(buf: memoryview, rows: int, where: str) -> list[str]:
         if len(values) > rows:
             break
     if len(values) != rows:
-        raise BadRequest(f"{where}: binary data holds {'more than ' if offset < end else ''}{len(values)} BYTES element(s), shape says {rows}")
+        held = f"more than {rows}" if len(values) > rows else str(len(values))
+        raise BadRequest(f"{where}: binary data holds {held} BYTES element(s), its shape says {rows}")
     return values
 
 

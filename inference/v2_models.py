@@ -30,31 +30,43 @@ _EXAMPLE_REQUEST: dict[str, Any] = {
 
 
 class ServerLive(BaseModel):
+    """``GET /v2/health/live``."""
+
     live: bool
 
 
 class ServerReady(BaseModel):
+    """``GET /v2/health/ready``: ready while a model is loaded."""
+
     ready: bool
 
 
 class ModelReady(BaseModel):
+    """``GET /v2/models/{model_name}/ready``."""
+
     name: str
     ready: bool
 
 
 class ServerMetadata(BaseModel):
+    """``GET /v2``."""
+
     name: str
     version: str
     extensions: list[str] = Field(description="Protocol extensions this server supports.")
 
 
 class TensorMetadata(BaseModel):
+    """One input or output of the model."""
+
     name: str
     datatype: str = Field(description="FP32 or BYTES (UTF-8 strings).")
     shape: list[int] = Field(description="-1 marks the batch dimension.")
 
 
 class ModelMetadata(BaseModel):
+    """``GET /v2/models/{model_name}``."""
+
     name: str
     versions: list[str] = Field(description="The version serving now; no other can be requested.")
     platform: str
@@ -95,6 +107,8 @@ class InferenceRequest(BaseModel):
 
 
 class ResponseOutput(BaseModel):
+    """One output tensor: values in ``data``, or after the JSON as binary data."""
+
     name: str
     shape: list[int]
     datatype: str
@@ -105,6 +119,8 @@ class ResponseOutput(BaseModel):
 
 
 class InferenceResponse(BaseModel):
+    """The prices, and the model and version that computed them."""
+
     model_name: str
     model_version: str
     id: str | None = Field(default=None, description="The request's `id`, when it had one.")

@@ -82,7 +82,6 @@ class Project:
             "--registry",
             str(self.registry),
             *extra,
-            env={"PYTHONPATH": str(ROOT)},
         )
 
     def snapshot(self) -> dict[str, bytes]:

@@ -6,7 +6,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pandas as pd
 import pytest
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import DoubleTensorType
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
@@ -15,14 +18,14 @@ from sklearn.preprocessing import OrdinalEncoder
 from inference.onnx_io import make_feeds, predict
 from inference.schema import FEATURES
 from tests.conftest import TINY, make_db
-from training import data, export
+from training import data, export, onnx_converters
 from training.pipeline import build_pipeline
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, data.Dataset]:
     ds = data.load(make_db(tmp_path_factory.mktemp("export") / "d.db", rows=3000))
-    pipe = build_pipeline(boosters=(TINY, {**TINY, "learning_rate": 0.2, "random_state": 1}))
+    pipe = build_pipeline(boosters=(TINY, {**TINY, "learning_rate": 0.2, "max_features": 0.5, "random_state": 1}))
     pipe.fit(ds.frame[list(FEATURES.names)], ds.frame["price"].to_numpy())
     return pipe, ds
 
@@ -103,8 +106,9 @@ def test_parity_failure_is_reported(fitted: tuple[Pipeline, data.Dataset]) -> No
         export.check_parity(blob, pipe, ds.frame)
 
 
-def test_native_categorical_trees_are_refused(tmp_path: Path) -> None:
-    ds = data.load(make_db(tmp_path / "d.db", rows=500))
+def test_native_categorical_trees_do_not_pass_the_parity_check(tmp_path: Path) -> None:
+    """HistGradientBoosting's native categorical splits never reach the registry."""
+    ds = data.load(make_db(tmp_path / "d.db", rows=1500))
     X = ds.frame[list(FEATURES.names)]
     pipe = Pipeline(
         [
@@ -114,12 +118,19 @@ def test_native_categorical_trees_are_refused(tmp_path: Path) -> None:
                     [("n", "passthrough", ["carat"]), ("c", OrdinalEncoder(), ["cut", "color", "clarity"])]
                 ),
             ),
-            ("hgb", HistGradientBoostingRegressor(max_iter=5, categorical_features=[1, 2, 3])),
+            ("hgb", HistGradientBoostingRegressor(max_iter=20, categorical_features=[1, 2, 3], random_state=0)),
         ]
     )
     pipe.fit(X, ds.frame["price"].to_numpy())
-    with pytest.raises(export.ExportError, match="native categorical"):
-        export.to_onnx(pipe, version=1, metadata={})
+
+    def export_and_check() -> None:
+        blob = export.to_onnx(pipe, version=1, metadata={}).SerializeToString()
+        export.check_parity(blob, pipe, ds.frame)
+
+    # Depending on the skl2onnx and protobuf versions the conversion itself fails, or it
+    # succeeds and the prices differ; either way nothing gets through.
+    with pytest.raises(export.ExportError, match=r"could not convert|differs from scikit-learn"):
+        export_and_check()
 
 
 def test_exported_graph_passes_the_onnx_checker(fitted: tuple[Pipeline, data.Dataset]) -> None:
@@ -127,4 +138,28 @@ def test_exported_graph_passes_the_onnx_checker(fitted: tuple[Pipeline, data.Dat
     model = export.to_onnx(pipe, version=1, metadata={})
     onnx.checker.check_model(model, full_check=True)
     ops = {n.op_type for n in model.graph.node}
-    assert "TreeEnsemble" in ops and "Exp" in ops
+    assert {"TreeEnsemble", "Gather", "Exp"} <= ops  # the ensemble is compiled into one table lookup
+    assert "TreeEnsembleRegressor" not in ops
+
+
+def test_lookup_table_is_exact_on_breakpoints_and_between_them(fitted: tuple[Pipeline, data.Dataset]) -> None:
+    """The compiled graph's float64 output equals scikit-learn's at, just above and just
+    below every breakpoint of carat, for random grades."""
+    pipe, _ = fitted
+    regress = pipe.named_steps["regress"]
+    cuts = regress.breakpoints()[0]
+    carats = np.unique(np.concatenate([cuts, np.nextafter(cuts, np.inf), np.nextafter(cuts, -np.inf), [0.2, 5.01]]))
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame(
+        {"carat": carats, **{n: rng.choice(v, size=len(carats)) for n, v in FEATURES.categorical.items()}}
+    )
+    X = pipe.named_steps["encode"].transform(rows).astype(np.float64)
+    onnx_converters.register()
+    model = convert_sklearn(
+        regress, initial_types=[("X", DoubleTensorType([None, 4]))], target_opset={"": export.OPSET, "ai.onnx.ml": 3}
+    )
+    onnx_converters.raise_ml_opset(model)
+    (ours,) = ort.InferenceSession(model.SerializeToString()).run(None, {"X": X})
+    # Same cell, same float64 log-price; only Exp's last bit may differ between libm and onnxruntime.
+    np.testing.assert_allclose(ours.ravel(), regress.predict(X), rtol=1e-13, atol=0)
+    assert regress.upper_from is not None and np.nextafter(regress.upper_from, -np.inf) in cuts

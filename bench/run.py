@@ -1,0 +1,152 @@
+"""``make bench``: load-test the service as a real process and print the figures.
+
+The server runs as ``python -m inference`` with one worker, access log off, on the
+repository's current model. Load comes from wrk (Debian's package; this script
+installs it with apt when it can). Each figure is the median of ``--repeats`` runs
+taken in this one invocation, so ratios compare like with like on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.server import running_server  # noqa: E402
+
+ONE = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        sys.exit("wrk is required: install Debian's 'wrk' package (apt-get install wrk)")
+    return found
+
+
+def batch(rows: int) -> dict[str, object]:
+    grades = [("Ideal", "G", "VS2"), ("Premium", "E", "SI1"), ("Good", "J", "I1"), ("Very Good", "D", "IF")]
+    return {
+        "diamonds": [
+            {"carat": round(0.2 + (i % 300) / 100, 2), "cut": c, "color": k, "clarity": q}
+            for i in range(rows)
+            for c, k, q in [grades[i % len(grades)]]
+        ]
+    }
+
+
+def lua_post(body: dict[str, object], path: Path) -> Path:
+    path.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+    )
+    return path
+
+
+def to_ms(value: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", value)
+    assert m, value
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def wrk(exe: str, url: str, conns: int, seconds: int, script: Path | None = None) -> dict[str, float]:
+    cmd = [exe, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    if non2xx or errors:
+        sys.exit(f"wrk saw failures on {url}:\n{out}")
+    return {"rps": rps, "p50": p50, "p99": p99}
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def cold_start(env: dict[str, str], repeats: int) -> float:
+    """Seconds from spawning the process to its first 200 on /."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        with running_server(env) as (base, _):
+            times.append(time.perf_counter() - started)
+            assert httpx.get(base + "/").status_code == 200
+    return statistics.median(times)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is printed)")
+    args = parser.parse_args()
+    exe = ensure_wrk()
+    env = {"MODEL_AUTO_RELOAD": "1", "ACCESS_LOG": "0", "LOG_LEVEL": "warning"}
+    with tempfile.TemporaryDirectory() as tmp:
+        one = lua_post(ONE, Path(tmp) / "one.lua")
+        thousand = lua_post(batch(1000), Path(tmp) / "thousand.lua")
+        with running_server(env) as (base, proc):
+            assert httpx.post(base + "/diamond_price", json=ONE).status_code == 200
+            assert httpx.post(base + "/diamond_prices", json=batch(1000)).status_code == 200
+            wrk(exe, base + "/health/live", 16, 1)  # warm-up
+            wrk(exe, base + "/diamond_price", 16, 1, one)
+            results: dict[str, list[dict[str, float]]] = {"floor": [], "one_c1": [], "one_c16": [], "batch": []}
+            for _ in range(args.repeats):  # interleaved, so drift hits every figure alike
+                results["floor"].append(wrk(exe, base + "/health/live", 16, args.seconds))
+                results["one_c1"].append(wrk(exe, base + "/diamond_price", 1, args.seconds, one))
+                results["one_c16"].append(wrk(exe, base + "/diamond_price", 16, args.seconds, one))
+                results["batch"].append(wrk(exe, base + "/diamond_prices", 2, args.seconds, thousand))
+            rss = rss_mb(proc.pid)
+        cold = cold_start(env, max(args.repeats, 5))
+    m = {k: median_of(v) for k, v in results.items()}
+    ratio = m["one_c16"]["rps"] / m["floor"]["rps"]
+    print(f"diamond-price benchmark: 1 worker, wrk -t1, {args.seconds}s per run, median of {args.repeats} runs")
+    print(f"{'route':<42} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    rows = [
+        ("GET /health/live (HTTP floor)", 16, m["floor"]),
+        ("POST /diamond_price", 1, m["one_c1"]),
+        ("POST /diamond_price", 16, m["one_c16"]),
+        ("POST /diamond_prices (1,000 rows)", 2, m["batch"]),
+    ]
+    for name, conns, r in rows:
+        print(f"{name:<42} {conns:>5} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
+    print(f"/diamond_price at 16 conns vs floor: {ratio:.0%}  (target >= 50%)")
+    print(f"/diamond_prices throughput: {m['batch']['rps'] * 1000:,.0f} rows/s  (target >= 150,000)")
+    print(f"cold start (spawn to first 200 on /), median: {cold:.2f} s  (target <= 1 s)")
+    print(f"RSS after load (one worker): {rss:.0f} MB  (target <= 120 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,248 @@
+"""The Open Inference Protocol (KServe V2) REST API, beside the JSON API, over the same model.
+
+Health, server and model metadata, model readiness and inference at ``/v2/...``, with the
+binary tensor data extension (:mod:`inference.v2_binary`) in both directions, as Triton's
+client uses it by default. Inputs are validated against the same feature schema as the JSON
+API (:mod:`inference.v2_tensors`) and priced by the same model call, rounded to cents, so a row
+gets the same price here as from ``/diamond_prices``. Every client error is a 4xx with
+``{"error": ...}``: 400 for a bad request, 404 for another model or version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from inference import v2_models as v
+from inference.api_models import Error
+from inference.endpoints import holder_of
+from inference.errors import BadRequest, ModelUnavailable, ServiceError
+from inference.model import LoadedModel
+from inference.modelsettings import MODEL_NAME
+from inference.onnx_io import OUTPUT, make_feeds
+from inference.openapi import Operation
+from inference.schema import FeatureSchema
+from inference.v2_binary import HEADER_LENGTH, encode_response, parse_json, read_body
+from inference.v2_tensors import binary_outputs, clip, decode_inputs, tensor_metadata
+
+PLATFORM = "onnxruntime_onnx"
+EXTENSIONS = ["binary_tensor_data"]
+INLINE_BYTES = 4096
+"""Bodies up to this size (about 64 rows) are decoded and priced on the event loop; larger ones in a thread."""
+
+
+class ModelNotFound(ServiceError):
+    """Another model name, or a version that is not the one serving."""
+
+    status_code = 404
+
+
+def _named_model(request: Request) -> LoadedModel | None:
+    """The current model (None when none is loaded), taken once: this request uses it to the end.
+    404 unless the path names it, and names its version if it names one."""
+    model = holder_of(request).current
+    name = request.path_params["model_name"]
+    served = model.settings.name if model is not None else MODEL_NAME
+    if name != served:
+        raise ModelNotFound(f"unknown model {clip(name)}: this server serves {served!r}")
+    version = request.path_params.get("model_version")
+    if model is not None and version is not None and version != str(model.version):
+        raise ModelNotFound(f"model {name!r} has no version {clip(version)}: version {model.version} is serving")
+    return model
+
+
+def _serving_model(request: Request) -> LoadedModel:
+    """:func:`_named_model`, or 503 while no model is loaded."""
+    model = _named_model(request)
+    if model is None:
+        raise ModelUnavailable(f"no model is loaded: {holder_of(request).last_error or 'still starting'}")
+    return model
+
+
+async def server_metadata(request: Request) -> Response:
+    """``GET /v2``: the server's name, version and protocol extensions."""
+    info = getattr(request.app.state, "openapi", {}).get("info", {})
+    body = v.ServerMetadata(
+        name=info.get("title", "diamond-price"), version=info.get("version", "unknown"), extensions=EXTENSIONS
+    )
+    return JSONResponse(body.model_dump())
+
+
+async def server_live(request: Request) -> Response:
+    """``GET /v2/health/live``: the process answers."""
+    return JSONResponse({"live": True})
+
+
+async def server_ready(request: Request) -> Response:
+    """``GET /v2/health/ready``: 200 while a model is loaded, 503 before."""
+    ready = holder_of(request).current is not None
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+async def model_ready(request: Request) -> Response:
+    """``GET /v2/models/{name}[/versions/{v}]/ready``: 200 when that model is serving, 503 while none is."""
+    model = _named_model(request)
+    name = request.path_params["model_name"]
+    return JSONResponse({"name": name, "ready": model is not None}, status_code=200 if model else 503)
+
+
+async def model_metadata(request: Request) -> Response:
+    """``GET /v2/models/{name}[/versions/{v}]``: the model's versions, platform and tensors."""
+    model = _serving_model(request)
+    inputs, outputs = tensor_metadata(holder_of(request).schema)
+    body = v.ModelMetadata(
+        name=model.settings.name, versions=[str(model.version)], platform=PLATFORM, inputs=inputs, outputs=outputs
+    )
+    return JSONResponse(body.model_dump())
+
+
+async def infer(request: Request) -> Response:
+    """``POST /v2/models/{name}[/versions/{v}]/infer``: price the rows of the input tensors."""
+    model = _serving_model(request)
+    schema = holder_of(request).schema
+    head, binary = await read_body(request, request.app.state.settings.max_body_bytes)
+    if len(head) + len(binary) <= INLINE_BYTES:
+        rows, response = _infer(model, schema, head, binary)
+    else:
+        rows, response = await anyio.to_thread.run_sync(_infer, model, schema, head, binary)
+    request.state.rows = rows
+    return response
+
+
+def _infer(model: LoadedModel, schema: FeatureSchema, head: bytes, binary: memoryview) -> tuple[int, Response]:
+    raw = parse_json(head)
+    try:
+        req = v.InferenceRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise BadRequest(f"invalid inference request: {_problems(exc, raw)}") from None
+    as_binary = binary_outputs(req)
+    columns = decode_inputs(req.inputs, binary, schema)
+    prices = model.predict(make_feeds(columns, schema))
+    bad = np.flatnonzero(~np.isfinite(prices))
+    if bad.size:
+        raise BadRequest(f"the loaded model cannot price row(s) {bad[:10].tolist()}: outside its feature schema")
+    cents = np.round(prices.astype(np.float64), 2)
+    output: dict[str, Any] = {"name": OUTPUT, "datatype": "FP32", "shape": [len(cents), 1]}
+    blobs = []
+    if as_binary:
+        blob = cents.astype("<f4").tobytes()
+        output["parameters"] = {"binary_data_size": len(blob)}
+        blobs.append(blob)
+    else:
+        output["data"] = cents.tolist()
+    header: dict[str, Any] = {"model_name": model.settings.name, "model_version": str(model.version)}
+    if req.id is not None:
+        header["id"] = req.id
+    header["outputs"] = [output]
+    return len(cents), encode_response(header, blobs)
+
+
+def _problems(exc: ValidationError, raw: Any) -> str:
+    """Pydantic's errors, each prefixed with the input's name when the error is inside one."""
+    problems = []
+    for err in exc.errors(include_url=False)[:10]:
+        loc = list(err["loc"])
+        where = ".".join(str(p) for p in loc) or "(body)"
+        tensors = raw.get("inputs") if isinstance(raw, dict) else None
+        if len(loc) >= 2 and loc[0] == "inputs" and isinstance(loc[1], int) and isinstance(tensors, list):
+            tensor = tensors[loc[1]]
+            if isinstance(tensor, dict) and isinstance(tensor.get("name"), str):
+                where = f"input {clip(tensor['name'])}: " + ".".join(str(p) for p in loc[2:])
+        problems.append(f"{where}: {err['msg']}")
+    return "; ".join(problems)
+
+
+_NAME = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string", "examples": [MODEL_NAME]}}
+_VERSION = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string", "examples": ["1"]}}
+_BINARY = {
+    "name": HEADER_LENGTH,
+    "in": "header",
+    "required": False,
+    "description": "Binary tensor data extension: the length of the JSON object; binary tensors follow it.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+_NOT_READY = "No model is loaded"
+_INFER_DESCRIPTION = (
+    "Open Inference Protocol inference: `carat` FP32 and `cut`, `color`, `clarity` BYTES, each of shape [N] or "
+    "[N, 1]; returns `price` FP32 [N, 1] in USD, rounded to cents. With the binary tensor data extension the "
+    "body is the JSON object, then the binary tensors (little-endian; BYTES elements length-prefixed), and "
+    "`Inference-Header-Content-Length` gives the JSON's length; binary outputs come back the same way."
+)
+_INFER_RESPONSES: dict[int, tuple[str, type[BaseModel] | None]] = {
+    200: ("The prices (JSON, or JSON then binary data with Inference-Header-Content-Length)", v.InferenceResponse),
+    400: ("Malformed request, or an input breaks the feature schema", Error),
+    404: ("Unknown model or version", Error),
+    413: ("Body too large", Error),
+    415: ("Unsupported Content-Type or Content-Encoding", Error),
+    503: (_NOT_READY, Error),
+}
+
+
+Responses = dict[int, tuple[str, type[BaseModel] | None]]
+
+
+def _model_operations(versioned: bool) -> list[Operation]:
+    """Metadata, readiness and inference of the model, or of one version of it."""
+    base = "/v2/models/{model_name}" + ("/versions/{model_version}" if versioned else "")
+    params = [_NAME, _VERSION] if versioned else [_NAME]
+    which = "that version of the model" if versioned else "the model"
+    not_found = (f"Unknown model{' or version' if versioned else ''}", Error)
+    metadata: Responses = {200: ("Metadata", v.ModelMetadata), 404: not_found, 503: (_NOT_READY, Error)}
+    ready: Responses = {200: ("Ready", v.ModelReady), 404: not_found, 503: (_NOT_READY, v.ModelReady)}
+    binary = {
+        "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}
+    }
+    return [
+        Operation(base, "get", f"V2: metadata of {which}", "v2", metadata, parameters=params),
+        Operation(base + "/ready", "get", f"V2: is {which} ready", "v2", ready, parameters=params),
+        Operation(
+            base + "/infer",
+            "post",
+            f"V2: price diamonds with {which}",
+            "v2",
+            {**_INFER_RESPONSES, 404: not_found},
+            request=v.InferenceRequest,
+            description=_INFER_DESCRIPTION,
+            parameters=[*params, _BINARY],
+            extra_request_content=binary,
+        ),
+    ]
+
+
+V2_OPERATIONS: list[Operation] = [
+    Operation("/v2", "get", "V2: server metadata", "v2", {200: ("Name, version, extensions", v.ServerMetadata)}),
+    Operation("/v2/health/live", "get", "V2: liveness", "v2", {200: ("Alive", v.ServerLive)}),
+    Operation(
+        "/v2/health/ready",
+        "get",
+        "V2: readiness: a model is loaded",
+        "v2",
+        {200: ("Ready", v.ServerReady), 503: (_NOT_READY, v.ServerReady)},
+    ),
+    *_model_operations(versioned=False),
+    *_model_operations(versioned=True),
+]
+"""The V2 routes, for ``/openapi.json``."""
+
+
+def v2_routes() -> list[BaseRoute]:
+    """The V2 routes, to add to the app's routes."""
+    model = "/v2/models/{model_name}"
+    version = model + "/versions/{model_version}"
+    return [
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2/health/live", server_live, methods=["GET"]),
+        Route("/v2/health/ready", server_ready, methods=["GET"]),
+        Route(model, model_metadata, methods=["GET"]),
+        Route(version, model_metadata, methods=["GET"]),
+        Route(model + "/ready", model_ready, methods=["GET"]),
+        Route(version + "/ready", model_ready, methods=["GET"]),
+        Route(model + "/infer", infer, methods=["POST"]),
+        Route(version + "/infer", infer, methods=["POST"]),
+    ]

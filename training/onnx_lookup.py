@@ -1,0 +1,130 @@
+"""Compile the fitted regressor into an exact lookup table for ONNX.
+
+A HistGradientBoosting model over a few features is a step function: every split
+compares one feature with one of that feature's bin thresholds (at most 255). Cut
+each input's axis at the union of its thresholds over all trees (see
+:meth:`training.estimator.BoostedLogPrice.breakpoints`), and the model is constant
+on every cell of that grid. With this project's four features the grid has about
+275 x 5 x 7 x 8 = 77,000 cells, so the whole ensemble, however many trees, becomes
+one table of float64 log-prices, filled by calling scikit-learn's own prediction
+once per cell.
+
+In ONNX a small ``TreeEnsemble`` finds a row's cell (one binary search per feature,
+about 17 comparisons) and ``Gather`` reads its value: bit for bit scikit-learn's
+float64 output for every non-missing input, at a cost that no longer grows with the
+number of trees, so model quality and serving speed stop trading against each other.
+
+Missing inputs (NaN) are not routed like scikit-learn routes them; the exported
+graph masks such rows to NaN (:mod:`training.export`), so they never reach a price.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+from onnx import TensorProto, numpy_helper
+
+MAX_CELLS = 4_000_000
+"""Largest table compiled (32 MB of float64)."""
+
+
+class Compilable(Protocol):
+    def breakpoints(self) -> list[np.ndarray]: ...
+
+    def predict_log(self, X: np.ndarray) -> np.ndarray: ...
+
+
+def representatives(cuts: np.ndarray) -> np.ndarray:
+    """One point inside each interval (-inf, b0], (b0, b1], ..., (b_last, inf)."""
+    if cuts.size == 0:
+        return np.zeros(1)
+    return np.append(cuts, cuts[-1] + 1.0)
+
+
+def table(estimator: Compilable, cuts: list[np.ndarray]) -> np.ndarray:
+    """The estimator's raw output over the grid, C order (the last input varies fastest)."""
+    axes = [representatives(c) for c in cuts]
+    cells = int(np.prod([len(a) for a in axes]))
+    if cells > MAX_CELLS:
+        raise NotImplementedError(f"lookup grid of {cells} cells exceeds {MAX_CELLS}")
+    grid = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
+    return np.asarray(estimator.predict_log(grid), dtype=np.float64)
+
+
+def binner_attributes(cuts: list[np.ndarray], strides: list[int]) -> dict[str, Any]:
+    """``TreeEnsemble`` attributes whose sum over trees is a row's cell number.
+
+    One balanced binary-search tree per input adds ``bin * stride``; like
+    scikit-learn, ``x <= threshold`` takes the true branch.
+    """
+    feature_ids: list[int] = []
+    splits: list[float] = []
+    true_ids: list[int] = []
+    true_leaf: list[int] = []
+    false_ids: list[int] = []
+    false_leaf: list[int] = []
+    weights: list[float] = []
+    roots: list[int] = []
+
+    def build(feature: int, cut: np.ndarray, lo: int, hi: int, stride: int) -> tuple[int, int]:
+        """Subtree over bins [lo, hi); returns (id, 1 if it is a leaf else 0)."""
+        if hi - lo == 1:
+            weights.append(float(lo * stride))
+            return len(weights) - 1, 1
+        mid = (lo + hi) // 2
+        index = len(feature_ids)
+        feature_ids.append(feature)
+        splits.append(float(cut[mid - 1]))  # bins lo..mid-1 are exactly the x <= cut[mid-1] side
+        for column in (true_ids, true_leaf, false_ids, false_leaf):
+            column.append(0)
+        true_ids[index], true_leaf[index] = build(feature, cut, lo, mid, stride)
+        false_ids[index], false_leaf[index] = build(feature, cut, mid, hi, stride)
+        return index, 0
+
+    for feature, cut in enumerate(cuts):
+        if cut.size:
+            root, _ = build(feature, cut, 0, cut.size + 1, strides[feature])
+            roots.append(root)
+    if not roots:
+        raise NotImplementedError("the model never splits: nothing to compile")
+    return {
+        "n_targets": 1,
+        "aggregate_function": 1,  # SUM
+        "post_transform": 0,  # NONE
+        "tree_roots": roots,
+        "nodes_featureids": feature_ids,
+        "nodes_splits": numpy_helper.from_array(np.asarray(splits, dtype=np.float64), "nodes_splits"),
+        "nodes_modes": numpy_helper.from_array(np.zeros(len(splits), dtype=np.uint8), "nodes_modes"),  # BRANCH_LEQ
+        "nodes_truenodeids": true_ids,
+        "nodes_trueleafs": true_leaf,
+        "nodes_falsenodeids": false_ids,
+        "nodes_falseleafs": false_leaf,
+        "nodes_missing_value_tracks_true": [0] * len(splits),
+        "leaf_targetids": [0] * len(weights),
+        "leaf_weights": numpy_helper.from_array(np.asarray(weights, dtype=np.float64), "leaf_weights"),
+    }
+
+
+def add_lookup(scope: Any, container: Any, source: str, output: str, estimator: Compilable) -> None:
+    """Nodes computing ``estimator.predict_log(source)``: float64 [N, F] -> float64 [N, 1]."""
+    cuts = estimator.breakpoints()
+    values = table(estimator, cuts)
+    sizes = [len(representatives(c)) for c in cuts]
+    strides = [int(np.prod(sizes[f + 1 :])) for f in range(len(sizes))]
+
+    cell_f64: str = scope.get_unique_variable_name("cell_f64")
+    container.add_node(
+        "TreeEnsemble",
+        source,
+        cell_f64,
+        op_domain="ai.onnx.ml",
+        op_version=3,  # declared as 3 for skl2onnx; raise_ml_opset() sets the model's import to 5
+        name=scope.get_unique_operator_name("TreeEnsemble"),
+        **binner_attributes(cuts, strides),
+    )
+    cell: str = scope.get_unique_variable_name("cell")
+    container.add_node("Cast", cell_f64, cell, to=TensorProto.INT64, name=scope.get_unique_operator_name("Cast"))
+    table_name: str = scope.get_unique_variable_name("log_price_table")
+    container.add_initializer(table_name, TensorProto.DOUBLE, values.shape, values)
+    container.add_node("Gather", [table_name, cell], output, name=scope.get_unique_operator_name("Gather"), axis=0)
