@@ -7,13 +7,12 @@ import logging
 from typing import Any
 
 import anyio.to_thread
-import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from inference.api_models import Diamond, DiamondBatch
 from inference.errors import InvalidInput, ModelUnavailable, ReloadFailed, Unauthorized
-from inference.model import LoadedModel, ModelHolder
+from inference.model import LoadedModel, ModelHolder, UnpriceableRows
 from inference.modelsettings import ModelFileError
 from inference.onnx_io import make_feeds
 from inference.requests import parse_json
@@ -63,12 +62,11 @@ async def ready(request: Request) -> Response:
 
 def _prices(model: LoadedModel, rows: list[Any]) -> list[float]:
     columns = {name: [getattr(row, name) for row in rows] for name in FEATURES.names}
-    prices = model.predict(make_feeds(columns))
-    bad = np.flatnonzero(~np.isfinite(prices))
-    if bad.size:
-        raise InvalidInput(f"the loaded model cannot price row(s) {bad[:10].tolist()}: outside its feature schema")
-    rounded: list[float] = np.round(prices.astype(np.float64), 2).tolist()
-    return rounded
+    try:
+        cents: list[float] = model.price_cents(make_feeds(columns)).tolist()
+    except UnpriceableRows as exc:
+        raise InvalidInput(str(exc)) from None
+    return cents
 
 
 async def diamond_price(request: Request) -> Response:

@@ -60,6 +60,22 @@ class LoadedModel:
     def predict(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return predict(self.session, feeds)
 
+    def price_cents(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Prices in USD rounded to cents (float64); :class:`UnpriceableRows` if any is NaN."""
+        prices = self.predict(feeds)
+        bad = np.flatnonzero(~np.isfinite(prices))
+        if bad.size:
+            raise UnpriceableRows(bad[:10].tolist())
+        return np.round(prices.astype(np.float64), 2)
+
+
+class UnpriceableRows(ValueError):
+    """The model returned NaN: the rows lie outside the feature schema it was trained for."""
+
+    def __init__(self, rows: list[int]) -> None:
+        super().__init__(f"the loaded model cannot price row(s) {rows}: outside its feature schema")
+        self.rows = rows
+
 
 LoadListener = Callable[[str, float, "LoadedModel | None"], None]
 """Called after each load attempt with the outcome, the seconds it took and the model."""

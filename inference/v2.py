@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,7 +22,7 @@ from inference import v2_models as v
 from inference.api_models import Error
 from inference.endpoints import holder_of
 from inference.errors import BadRequest, ModelUnavailable, ServiceError
-from inference.model import LoadedModel
+from inference.model import LoadedModel, UnpriceableRows
 from inference.modelsettings import MODEL_NAME
 from inference.onnx_io import OUTPUT, make_feeds
 from inference.openapi import Operation
@@ -123,11 +122,10 @@ def _infer(model: LoadedModel, schema: FeatureSchema, head: bytes, binary: memor
         raise BadRequest(f"invalid inference request: {_problems(exc, raw)}") from None
     as_binary = binary_outputs(req)
     columns = decode_inputs(req.inputs, binary, schema)
-    prices = model.predict(make_feeds(columns, schema))
-    bad = np.flatnonzero(~np.isfinite(prices))
-    if bad.size:
-        raise BadRequest(f"the loaded model cannot price row(s) {bad[:10].tolist()}: outside its feature schema")
-    cents = np.round(prices.astype(np.float64), 2)
+    try:
+        cents = model.price_cents(make_feeds(columns, schema))
+    except UnpriceableRows as exc:
+        raise BadRequest(str(exc)) from None
     output: dict[str, Any] = {"name": OUTPUT, "datatype": "FP32", "shape": [len(cents), 1]}
     blobs = []
     if as_binary:

@@ -57,31 +57,24 @@ class Project:
     def registry(self) -> Path:
         return self.root / "model_registry"
 
-    def cli(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 180
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``python -m <args>`` against this project's files."""
-        full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
-        return subprocess.run(
-            [sys.executable, "-m", *args],
-            cwd=self.root,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+    def train_command(self, *extra: str) -> list[str]:
+        """``python -m training`` on this project's files."""
+        paths = ["--db", str(self.db), "--settings", str(self.settings), "--registry", str(self.registry)]
+        return [sys.executable, "-m", "training", *paths, *extra]
+
+    def train_env(self) -> dict[str, str]:
+        return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
     def train_cli(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        return self.cli(
-            "training",
-            "--db",
-            str(self.db),
-            "--settings",
-            str(self.settings),
-            "--registry",
-            str(self.registry),
-            *extra,
+        return self.run(self.train_command(*extra))
+
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m <args>`` in this project's directory."""
+        return self.run([sys.executable, "-m", *args], timeout=timeout)
+
+    def run(self, command: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, cwd=self.root, env=self.train_env(), capture_output=True, text=True, timeout=timeout, check=False
         )
 
     def snapshot(self) -> dict[str, bytes]:

@@ -8,8 +8,6 @@ import onnx
 import onnxruntime as ort
 import pandas as pd
 import pytest
-from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import DoubleTensorType
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
@@ -18,7 +16,7 @@ from sklearn.preprocessing import OrdinalEncoder
 from inference.onnx_io import make_feeds, predict
 from inference.schema import FEATURES
 from tests.conftest import TINY, make_db
-from training import data, export, onnx_converters
+from training import data, export, onnx_lookup
 from training.pipeline import build_pipeline
 
 
@@ -142,24 +140,32 @@ def test_exported_graph_passes_the_onnx_checker(fitted: tuple[Pipeline, data.Dat
     assert "TreeEnsembleRegressor" not in ops
 
 
-def test_lookup_table_is_exact_on_breakpoints_and_between_them(fitted: tuple[Pipeline, data.Dataset]) -> None:
-    """The compiled graph's float64 output equals scikit-learn's at, just above and just
-    below every breakpoint of carat, for random grades."""
+def test_compiled_model_prices_every_carat_like_scikit_learn(fitted: tuple[Pipeline, data.Dataset]) -> None:
+    """Every carat on the 0.01 grid of the schema's range, and every breakpoint itself,
+    sent as float32 through the whole graph, prices as scikit-learn prices the float64
+    value (float32 output rounding aside), for every grade."""
     pipe, _ = fitted
     regress = pipe.named_steps["regress"]
+    lo, hi = FEATURES.numeric["carat"]
     cuts = regress.breakpoints()[0]
-    carats = np.unique(np.concatenate([cuts, np.nextafter(cuts, np.inf), np.nextafter(cuts, -np.inf), [0.2, 5.01]]))
+    carats = np.unique(
+        np.concatenate([np.round(np.arange(lo, hi + 0.001, 0.01), 2), cuts[(cuts >= lo) & (cuts <= hi)]])
+    )
     rng = np.random.default_rng(1)
     rows = pd.DataFrame(
         {"carat": carats, **{n: rng.choice(v, size=len(carats)) for n, v in FEATURES.categorical.items()}}
     )
-    X = pipe.named_steps["encode"].transform(rows).astype(np.float64)
-    onnx_converters.register()
-    model = convert_sklearn(
-        regress, initial_types=[("X", DoubleTensorType([None, 4]))], target_opset={"": export.OPSET, "ai.onnx.ml": 3}
-    )
-    onnx_converters.raise_ml_opset(model)
-    (ours,) = ort.InferenceSession(model.SerializeToString()).run(None, {"X": X})
-    # Same cell, same float64 log-price; only Exp's last bit may differ between libm and onnxruntime.
-    np.testing.assert_allclose(ours.ravel(), regress.predict(X), rtol=1e-13, atol=0)
-    assert regress.upper_from is not None and np.nextafter(regress.upper_from, -np.inf) in cuts
+    blob = export.to_onnx(pipe, version=1, metadata={}).SerializeToString()
+    ours = predict(ort.InferenceSession(blob), make_feeds({n: rows[n].to_numpy() for n in FEATURES.names}))
+    reference = pipe.predict(rows)
+    np.testing.assert_allclose(ours, reference, rtol=2e-7, atol=0)  # float32's own rounding of the price
+    assert regress.upper_from is not None and np.float32(regress.upper_from) == regress.upper_from
+    assert np.nextafter(np.float32(regress.upper_from), np.float32(-1)) in cuts
+
+
+def test_breakpoints_are_raised_to_their_float32_rounding() -> None:
+    cuts = np.array([0.3, 0.5, 1.005, 2.0])  # float32(0.3) is above 0.3; the others are exact or below
+    raised = onnx_lookup.for_float32_inputs(cuts)
+    assert raised[0] == float(np.float32(0.3)) > 0.3
+    assert raised[1] == 0.5 and raised[3] == 2.0
+    assert np.float32(1.005) <= raised[2] and np.all(np.diff(raised) > 0)

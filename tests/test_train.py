@@ -194,18 +194,7 @@ def test_cli_defaults_resolve_from_the_project_not_the_cwd(tmp_path: object) -> 
 
 
 def test_two_concurrent_runs_promote_once_and_leave_a_consistent_registry(project: Project) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    args = [
-        sys.executable,
-        "-m",
-        "training",
-        "--db",
-        str(project.db),
-        "--settings",
-        str(project.settings),
-        "--registry",
-        str(project.registry),
-    ]
+    env, args = project.train_env(), project.train_command()
     procs = [
         subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
     ]
@@ -243,18 +232,7 @@ def test_killing_a_run_at_any_moment_leaves_a_valid_pointer(project: Project) ->
     con.execute("UPDATE diamonds SET price = price * 2")
     con.commit()
     con.close()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    args = [
-        sys.executable,
-        "-m",
-        "training",
-        "--db",
-        str(project.db),
-        "--settings",
-        str(project.settings),
-        "--registry",
-        str(project.registry),
-    ]
+    env, args = project.train_env(), project.train_command()
     for delay in (0.5, 1.5, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0):
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)

@@ -38,13 +38,18 @@ BOOSTERS: tuple[dict[str, Any], ...] = (
 """Hyper-parameters of the averaged models (found by the search in the README's model-quality section)."""
 
 
+UPPER_FROM = 0.6953125
+"""Where the second carat axis starts: between the 0.69 and 0.70 carat grades, and exactly
+representable in float32 (89/128), so a float32 carat is on the same side of it as in float64."""
+
+
 class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     """Mean of several ``HistGradientBoostingRegressor(loss="absolute_error")`` on log(price).
 
     Column 0 of ``X`` is carat; the others are used as they are.
     """
 
-    def __init__(self, boosters: tuple[dict[str, Any], ...] = BOOSTERS, upper_from: float | None = 0.695) -> None:
+    def __init__(self, boosters: tuple[dict[str, Any], ...] = BOOSTERS, upper_from: float | None = UPPER_FROM) -> None:
         self.boosters = boosters
         self.upper_from = upper_from
 
@@ -92,6 +97,8 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
                         # The extra column is carat itself where present: its cuts are carat cuts.
                         found[int(feature) if feature < n else 0].add(float(threshold))
         if self.upper_from is not None:
-            # Below upper_from the extra column is missing: x <= nextafter(upper_from, -inf) is that side.
-            found[0].add(float(np.nextafter(self.upper_from, -np.inf)))
+            # Below upper_from the extra column is missing; for float32 inputs that side is
+            # exactly x <= the float32 just below upper_from.
+            below = np.nextafter(np.float32(self.upper_from), np.float32(-np.inf))
+            found[0].add(float(below))
         return [np.array(sorted(s), dtype=np.float64) for s in found]

@@ -106,10 +106,24 @@ def binner_attributes(cuts: list[np.ndarray], strides: list[int]) -> dict[str, A
     }
 
 
+def for_float32_inputs(cuts: np.ndarray) -> np.ndarray:
+    """Breakpoints that send a float32-rounded input where scikit-learn sends the value.
+
+    The model's inputs are float32: carat 0.3 arrives as 0.30000001192..., which is
+    above a threshold of exactly 0.3 (HistGradientBoosting's quantile thresholds can
+    equal data values) although scikit-learn, fed 0.3 in float64, goes left. Raising
+    each breakpoint to its float32 rounding when that is larger keeps every input
+    within float32 precision of a breakpoint on the breakpoint's own side.
+    """
+    raised: np.ndarray = np.maximum(cuts, cuts.astype(np.float32).astype(np.float64))
+    return raised
+
+
 def add_lookup(scope: Any, container: Any, source: str, output: str, estimator: Compilable) -> None:
     """Nodes computing ``estimator.predict_log(source)``: float64 [N, F] -> float64 [N, 1]."""
     cuts = estimator.breakpoints()
-    values = table(estimator, cuts)
+    values = table(estimator, cuts)  # filled at the exact breakpoints, in float64
+    cuts = [for_float32_inputs(c) for c in cuts]
     sizes = [len(representatives(c)) for c in cuts]
     strides = [int(np.prod(sizes[f + 1 :])) for f in range(len(sizes))]
 

@@ -15,13 +15,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from inference.schema import FEATURES, FeatureSchema
-from training.estimator import BOOSTERS, BoostedLogPrice
+from training.estimator import BOOSTERS, UPPER_FROM, BoostedLogPrice
 
 
 def build_pipeline(
     schema: FeatureSchema = FEATURES,
     boosters: tuple[dict[str, Any], ...] = BOOSTERS,
-    upper_from: float | None = 0.695,
+    upper_from: float | None = UPPER_FROM,
 ) -> Pipeline:
     """A fresh, unfitted pipeline: a DataFrame with the schema's columns in, price out."""
     encode = ColumnTransformer(

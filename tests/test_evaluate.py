@@ -1,0 +1,54 @@
+"""The model-quality protocol (`python -m training.evaluate`), on a small real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.model_selection import KFold
+
+from tests.conftest import make_db, tiny_factory
+from training import data, evaluate
+
+
+@pytest.fixture(scope="module")
+def frame(tmp_path_factory: pytest.TempPathFactory) -> data.Dataset:
+    return data.load(make_db(tmp_path_factory.mktemp("eval") / "d.db", rows=2000))
+
+
+def test_cross_validation_follows_the_protocol(frame: data.Dataset) -> None:
+    seen: list[np.ndarray] = []
+
+    def mean_price(X: object, y: np.ndarray, X_test: object) -> np.ndarray:
+        seen.append(y)
+        return np.full(len(X_test), y.mean())  # type: ignore[arg-type]
+
+    maes = evaluate.cross_validate(frame.frame, mean_price, folds=5)
+    y = frame.frame["price"].to_numpy()
+    expected = [
+        float(np.mean(np.abs(y[test] - y[train].mean())))
+        for train, test in KFold(n_splits=5, shuffle=True, random_state=0).split(y)
+    ]
+    assert maes == pytest.approx(expected)
+    assert len(seen) == 5
+
+
+def test_onnx_scoring_agrees_with_scikit_learn(frame: data.Dataset) -> None:
+    sk = evaluate.cross_validate(frame.frame, evaluate.sklearn_predictor(tiny_factory()), folds=3)
+    ours = evaluate.cross_validate(frame.frame, evaluate.onnx_predictor(tiny_factory()), folds=3)
+    assert ours == pytest.approx(sk, abs=0.01)
+
+
+def test_command_prints_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = make_db(tmp_path / "d.db", rows=1200)
+    monkeypatch.setattr(evaluate, "build_pipeline", tiny_factory())
+    assert evaluate.main(["--db", str(db), "--folds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "3-fold CV" in out and "| shipped pipeline |" in out
+    assert "HistGradientBoostingRegressor(loss='absolute_error'), defaults" in out
+    row = next(line for line in out.splitlines() if line.startswith("| shipped pipeline"))
+    mean, std = (float(x) for x in row.split("|")[2].split("±"))
+    assert 0 < mean < 1000 and std >= 0
