@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -133,6 +134,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except ModelFileError as exc:
             holder.last_error = str(exc)
             log.error("no model loaded at start-up (%s); answering 503 until a valid model appears", exc)
+        # Start-up objects (modules, the session, the OpenAPI spec) live as long as the process:
+        # move them out of the collector's generations, so collections only walk request garbage.
+        gc.collect()
+        gc.freeze()
         watcher = (
             asyncio.create_task(watch_settings(holder, settings.reload_interval)) if settings.auto_reload else None
         )

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import anyio.to_thread
+from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 
 INLINE_ROWS = 64
 """Batches up to this size run on the event loop (tens of microseconds); larger ones in a thread."""
+
+
+def json_response(body: dict[str, Any], status_code: int = 200) -> Response:
+    """JSON serialized by pydantic-core: a few microseconds less than ``JSONResponse`` per call."""
+    return Response(to_json(body), status_code=status_code, media_type="application/json")
 
 
 def holder_of(request: Request) -> ModelHolder:
@@ -63,10 +69,9 @@ async def ready(request: Request) -> Response:
 def _prices(model: LoadedModel, rows: list[Any]) -> list[float]:
     columns = {name: [getattr(row, name) for row in rows] for name in FEATURES.names}
     try:
-        cents: list[float] = model.price_cents(make_feeds(columns)).tolist()
+        return model.price_cents(make_feeds(columns))
     except UnpriceableRows as exc:
         raise InvalidInput(str(exc)) from None
-    return cents
 
 
 async def diamond_price(request: Request) -> Response:
@@ -74,7 +79,7 @@ async def diamond_price(request: Request) -> Response:
     model = serving_model(request)
     (price,) = _prices(model, [diamond])
     request.state.rows = 1
-    return JSONResponse({"price": price, "model_version": model.version})
+    return json_response({"price": price, "model_version": model.version})
 
 
 async def diamond_prices(request: Request) -> Response:
@@ -86,7 +91,7 @@ async def diamond_prices(request: Request) -> Response:
     else:
         prices = await anyio.to_thread.run_sync(_prices, model, rows)
     request.state.rows = len(rows)
-    return JSONResponse({"prices": prices, "model_version": model.version})
+    return json_response({"prices": prices, "model_version": model.version})
 
 
 def check_token(request: Request, token: str | None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -76,6 +76,17 @@ class Metrics:
             registry=reg,
         )
         self._serving: tuple[str, str] | None = None
+        self._per_request: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count and time one request; label lookups are cached (they cost more than the update)."""
+        key = (route, method, status)
+        children = self._per_request.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route))
+            self._per_request[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def on_load(self, outcome: str, seconds: float, model: LoadedModel | None) -> None:
         """Listener for :class:`inference.model.ModelHolder`."""
@@ -132,10 +143,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(template).observe(time.perf_counter() - started)
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe_request(template, scope["method"], status, time.perf_counter() - started)
             rows = scope.get("state", {}).get("rows")
             if rows:
                 self.metrics.rows.inc(rows)

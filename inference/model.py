@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -27,6 +28,8 @@ from inference.onnx_io import OUTPUT, make_feeds, metadata, open_session, predic
 from inference.schema import FEATURES, FeatureSchema
 
 log = logging.getLogger(__name__)
+
+SMALL_BATCH = 16
 
 FileIdentity = tuple[int, int, int, int] | None
 """(device, inode, size, mtime_ns) of the settings file; None when it is absent."""
@@ -60,13 +63,18 @@ class LoadedModel:
     def predict(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return predict(self.session, feeds)
 
-    def price_cents(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """Prices in USD rounded to cents (float64); :class:`UnpriceableRows` if any is NaN."""
-        prices = self.predict(feeds)
-        bad = np.flatnonzero(~np.isfinite(prices))
-        if bad.size:
-            raise UnpriceableRows(bad[:10].tolist())
-        return np.round(prices.astype(np.float64), 2)
+    def price_cents(self, feeds: dict[str, np.ndarray]) -> list[float]:
+        """Prices in USD rounded to cents; :class:`UnpriceableRows` if any is NaN."""
+        prices = self.predict(feeds).astype(np.float64)
+        if len(prices) <= SMALL_BATCH:  # plain Python beats numpy's per-call overhead on a few rows
+            values: list[float] = prices.tolist()
+            if not all(math.isfinite(v) for v in values):
+                raise UnpriceableRows([i for i, v in enumerate(values) if not math.isfinite(v)][:10])
+            return [round(v * 100.0) / 100.0 for v in values]  # == np.rint(x * 100) / 100, bit for bit
+        if not np.isfinite(prices).all():
+            raise UnpriceableRows(np.flatnonzero(~np.isfinite(prices))[:10].tolist())
+        cents: list[float] = (np.rint(prices * 100.0) / 100.0).tolist()
+        return cents
 
 
 class UnpriceableRows(ValueError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
+import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -123,7 +124,7 @@ def _infer(model: LoadedModel, schema: FeatureSchema, head: bytes, binary: memor
     as_binary = binary_outputs(req)
     columns = decode_inputs(req.inputs, binary, schema)
     try:
-        cents = model.price_cents(make_feeds(columns, schema))
+        cents = np.asarray(model.price_cents(make_feeds(columns, schema)), dtype=np.float64)
     except UnpriceableRows as exc:
         raise BadRequest(str(exc)) from None
     output: dict[str, Any] = {"name": OUTPUT, "datatype": "FP32", "shape": [len(cents), 1]}

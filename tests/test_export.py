@@ -16,7 +16,8 @@ from sklearn.preprocessing import OrdinalEncoder
 from inference.onnx_io import make_feeds, predict
 from inference.schema import FEATURES
 from tests.conftest import TINY, make_db
-from training import data, export, onnx_lookup
+from training import data, export
+from training.estimator import float32_below
 from training.pipeline import build_pipeline
 
 
@@ -136,8 +137,9 @@ def test_exported_graph_passes_the_onnx_checker(fitted: tuple[Pipeline, data.Dat
     model = export.to_onnx(pipe, version=1, metadata={})
     onnx.checker.check_model(model, full_check=True)
     ops = {n.op_type for n in model.graph.node}
-    assert {"TreeEnsemble", "Gather", "Exp"} <= ops  # the ensemble is compiled into one table lookup
+    assert {"TreeEnsemble", "Gather"} <= ops  # the ensemble is compiled into one table lookup
     assert "TreeEnsembleRegressor" not in ops
+    assert len(model.graph.node) < 20
 
 
 def test_compiled_model_prices_every_carat_like_scikit_learn(fitted: tuple[Pipeline, data.Dataset]) -> None:
@@ -163,9 +165,26 @@ def test_compiled_model_prices_every_carat_like_scikit_learn(fitted: tuple[Pipel
     assert np.nextafter(np.float32(regress.upper_from), np.float32(-1)) in cuts
 
 
-def test_breakpoints_are_raised_to_their_float32_rounding() -> None:
-    cuts = np.array([0.3, 0.5, 1.005, 2.0])  # float32(0.3) is above 0.3; the others are exact or below
-    raised = onnx_lookup.for_float32_inputs(cuts)
-    assert raised[0] == float(np.float32(0.3)) > 0.3
-    assert raised[1] == 0.5 and raised[3] == 2.0
-    assert np.float32(1.005) <= raised[2] and np.all(np.diff(raised) > 0)
+def test_breakpoints_include_the_valid_ranges_for_float32_inputs(fitted: tuple[Pipeline, data.Dataset]) -> None:
+    pipe, _ = fitted
+    regress = pipe.named_steps["regress"]
+    lo, hi = FEATURES.numeric["carat"]
+    carat_cuts = regress.breakpoints()[0]
+    assert float32_below(lo) in carat_cuts and hi in carat_cuts
+    assert np.float32(float32_below(lo)) < np.float32(lo) and np.nextafter(
+        np.float32(float32_below(lo)), 1
+    ) == np.float32(lo)
+    for column, allowed in enumerate(FEATURES.categorical.values(), start=1):
+        cuts = regress.breakpoints()[column]
+        assert cuts[0] == float32_below(0.0) and cuts[-1] == len(allowed) - 1
+
+
+def test_scikit_learn_side_also_prices_unknowns_as_nan(fitted: tuple[Pipeline, data.Dataset]) -> None:
+    """The pipeline and its export share one rule: outside the schema, NaN."""
+    pipe, _ = fitted
+    rows = pd.DataFrame(
+        {"carat": [0.7, 0.7, 9.0, 0.1], "cut": ["Ideal", "Superb", "Ideal", "Ideal"], "color": ["G"] * 4,
+         "clarity": ["VS2"] * 4}
+    )  # fmt: skip
+    prices = pipe.predict(rows)
+    assert np.isfinite(prices[0]) and np.isnan(prices[1:]).all()

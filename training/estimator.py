@@ -43,18 +43,32 @@ UPPER_FROM = 0.6953125
 representable in float32 (89/128), so a float32 carat is on the same side of it as in float64."""
 
 
+def float32_below(value: float) -> float:
+    """The largest float32 that is smaller than ``value``'s float32 rounding: with float32
+    inputs, ``x <= float32_below(v)`` is exactly "x is below v"."""
+    return float(np.nextafter(np.float32(value), np.float32(-np.inf)))
+
+
 class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     """Mean of several ``HistGradientBoostingRegressor(loss="absolute_error")`` on log(price).
 
-    Column 0 of ``X`` is carat; the others are used as they are.
+    Column 0 of ``X`` is carat; the others are used as they are. With ``input_ranges``
+    (inclusive (min, max) per column), a row with any value outside its range, or
+    missing, is predicted NaN: the model never prices what it does not know. (The
+    pipeline encodes an unknown grade as -1, outside its range.)
     """
 
-    def __init__(self, boosters: tuple[dict[str, Any], ...] = BOOSTERS, upper_from: float | None = UPPER_FROM) -> None:
+    def __init__(
+        self,
+        boosters: tuple[dict[str, Any], ...] = BOOSTERS,
+        upper_from: float | None = UPPER_FROM,
+        input_ranges: tuple[tuple[float, float], ...] | None = None,
+    ) -> None:
         self.boosters = boosters
         self.upper_from = upper_from
+        self.input_ranges = input_ranges
 
     def _features(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
         if self.upper_from is None:
             return X
         carat = X[:, :1]
@@ -62,27 +76,34 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         return np.hstack([X, upper])
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> BoostedLogPrice:
+        X = np.asarray(X, dtype=np.float64)
         features = self._features(X)
         target = np.log(np.asarray(y, dtype=np.float64))
         self.models_ = [
             HistGradientBoostingRegressor(loss="absolute_error", early_stopping=False, **params).fit(features, target)
             for params in self.boosters
         ]
-        self.n_features_in_ = np.asarray(X).shape[1]
+        self.n_features_in_ = X.shape[1]
         return self
 
     def predict_log(self, X: np.ndarray) -> np.ndarray:
-        """The ensemble's raw output: the mean predicted log(price)."""
+        """The ensemble's raw output, the mean predicted log(price); NaN outside ``input_ranges``."""
         check_is_fitted(self, "models_")
+        X = np.asarray(X, dtype=np.float64)
         features = self._features(X)
-        return np.asarray(np.mean([m.predict(features) for m in self.models_], axis=0), dtype=np.float64)
+        raw = np.mean([m.predict(features) for m in self.models_], axis=0)
+        if self.input_ranges is not None:
+            lo, hi = np.asarray(self.input_ranges, dtype=np.float64).T
+            inside = np.all((lo <= X) & (hi >= X), axis=1)  # NaN compares false
+            raw = np.where(inside, raw, np.nan)
+        return np.asarray(raw, dtype=np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(np.exp(self.predict_log(X)), dtype=np.float64)
 
     def breakpoints(self) -> list[np.ndarray]:
-        """Per input column, sorted points b such that the output is constant on every
-        interval (b[k-1], b[k]] (with ``x <= b`` on the left), for non-missing inputs."""
+        """Per input column, sorted points b such that the prediction is constant on every
+        interval (b[k-1], b[k]] (``x <= b`` on the left), for float32 inputs."""
         check_is_fitted(self, "models_")
         n = self.n_features_in_
         found: list[set[float]] = [set() for _ in range(n)]
@@ -97,8 +118,7 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
                         # The extra column is carat itself where present: its cuts are carat cuts.
                         found[int(feature) if feature < n else 0].add(float(threshold))
         if self.upper_from is not None:
-            # Below upper_from the extra column is missing; for float32 inputs that side is
-            # exactly x <= the float32 just below upper_from.
-            below = np.nextafter(np.float32(self.upper_from), np.float32(-np.inf))
-            found[0].add(float(below))
+            found[0].add(float32_below(self.upper_from))  # below it, the extra column is missing
+        for column, (lo, hi) in enumerate(self.input_ranges or ()):
+            found[column].update((float32_below(lo), float(hi)))  # the edges of the valid range
         return [np.array(sorted(s), dtype=np.float64) for s in found]

@@ -1,8 +1,8 @@
 """skl2onnx support for :class:`training.estimator.BoostedLogPrice`.
 
 skl2onnx converts the pipeline's preprocessing itself (``ColumnTransformer``,
-``OrdinalEncoder``); the regressor converts to an exact lookup table of its float64
-log-price (:mod:`training.onnx_lookup`) followed by ``Exp``, all in float64.
+``OrdinalEncoder``); the regressor converts to an exact lookup table of its prices
+(:mod:`training.onnx_lookup`).
 
 :func:`register` installs the converter; it is idempotent.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from onnx import ModelProto, TensorProto
 from skl2onnx import update_registered_converter
-from skl2onnx.common.data_types import DoubleTensorType
+from skl2onnx.common.data_types import FloatTensorType
 
 from training import onnx_lookup
 from training.estimator import BoostedLogPrice
@@ -34,18 +34,16 @@ def raise_ml_opset(model: ModelProto) -> None:
 
 
 def _shape(operator: Any) -> None:
-    operator.outputs[0].type = DoubleTensorType([None, 1])
+    operator.outputs[0].type = FloatTensorType([None, 1])
 
 
 def _convert(scope: Any, operator: Any, container: Any) -> None:
     source = operator.inputs[0].full_name
-    if not isinstance(operator.inputs[0].type, DoubleTensorType):
-        wide = scope.get_unique_variable_name("features_f64")
-        container.add_node("Cast", source, wide, to=TensorProto.DOUBLE, name=scope.get_unique_operator_name("Cast"))
-        source = wide
-    log_price = scope.get_unique_variable_name("log_price")
-    onnx_lookup.add_lookup(scope, container, source, log_price, operator.raw_operator)
-    container.add_node("Exp", log_price, operator.outputs[0].full_name, name=scope.get_unique_operator_name("Exp"))
+    if not isinstance(operator.inputs[0].type, FloatTensorType):
+        narrow = scope.get_unique_variable_name("features_f32")
+        container.add_node("Cast", source, narrow, to=TensorProto.FLOAT, name=scope.get_unique_operator_name("Cast"))
+        source = narrow
+    onnx_lookup.add_lookup(scope, container, source, operator.outputs[0].full_name, operator.raw_operator)
 
 
 def register() -> None:

@@ -2,20 +2,23 @@
 
 A HistGradientBoosting model over a few features is a step function: every split
 compares one feature with one of that feature's bin thresholds (at most 255). Cut
-each input's axis at the union of its thresholds over all trees (see
-:meth:`training.estimator.BoostedLogPrice.breakpoints`), and the model is constant
-on every cell of that grid. With this project's four features the grid has about
-275 x 5 x 7 x 8 = 77,000 cells, so the whole ensemble, however many trees, becomes
-one table of float64 log-prices, filled by calling scikit-learn's own prediction
-once per cell.
+each input's axis at the union of its thresholds over all trees, plus the edges of
+the valid input ranges (see :meth:`training.estimator.BoostedLogPrice.breakpoints`),
+and the model is constant on every cell of that grid. With this project's four inputs
+the grid has under 200,000 cells, so the whole ensemble, however many trees, becomes
+one float32 table of prices, filled by calling scikit-learn's own ``predict`` once
+per cell; cells outside the valid ranges hold NaN.
 
-In ONNX a small ``TreeEnsemble`` finds a row's cell (one binary search per feature,
-about 17 comparisons) and ``Gather`` reads its value: bit for bit scikit-learn's
-float64 output for every non-missing input, at a cost that no longer grows with the
-number of trees, so model quality and serving speed stop trading against each other.
+In ONNX a small ``TreeEnsemble`` finds a row's cell (one binary search per input,
+about 20 comparisons) and ``Gather`` reads its price. The graph prices exactly as
+scikit-learn does, at a cost that no longer grows with the number of trees, so model
+quality and serving speed stop trading against each other.
 
-Missing inputs (NaN) are not routed like scikit-learn routes them; the exported
-graph masks such rows to NaN (:mod:`training.export`), so they never reach a price.
+The inputs are float32 (carat arrives as float32). Every breakpoint b becomes the split
+``x <= float32(b)``: a value recorded as exactly b (HistGradientBoosting's quantile
+thresholds can equal data values, like carat 0.3) goes left as in scikit-learn, even
+though float32(0.3) is slightly above 0.3. A missing input (NaN) goes to the lowest
+cell, which is outside the valid range: NaN.
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ import numpy as np
 from onnx import TensorProto, numpy_helper
 
 MAX_CELLS = 4_000_000
-"""Largest table compiled (32 MB of float64)."""
+"""Largest table compiled (16 MB of float32)."""
 
 
 class Compilable(Protocol):
     def breakpoints(self) -> list[np.ndarray]: ...
 
-    def predict_log(self, X: np.ndarray) -> np.ndarray: ...
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
 
 
 def representatives(cuts: np.ndarray) -> np.ndarray:
@@ -43,20 +46,20 @@ def representatives(cuts: np.ndarray) -> np.ndarray:
 
 
 def table(estimator: Compilable, cuts: list[np.ndarray]) -> np.ndarray:
-    """The estimator's raw output over the grid, C order (the last input varies fastest)."""
+    """The estimator's prices over the grid as float32, C order (the last input varies fastest)."""
     axes = [representatives(c) for c in cuts]
     cells = int(np.prod([len(a) for a in axes]))
     if cells > MAX_CELLS:
         raise NotImplementedError(f"lookup grid of {cells} cells exceeds {MAX_CELLS}")
     grid = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
-    return np.asarray(estimator.predict_log(grid), dtype=np.float64)
+    return np.asarray(estimator.predict(grid), dtype=np.float64).astype(np.float32)
 
 
 def binner_attributes(cuts: list[np.ndarray], strides: list[int]) -> dict[str, Any]:
     """``TreeEnsemble`` attributes whose sum over trees is a row's cell number.
 
-    One balanced binary-search tree per input adds ``bin * stride``; like
-    scikit-learn, ``x <= threshold`` takes the true branch.
+    One balanced binary-search tree per input adds ``bin * stride`` (integers below
+    2**24, exact in float32); like scikit-learn, ``x <= threshold`` takes the true branch.
     """
     feature_ids: list[int] = []
     splits: list[float] = []
@@ -94,51 +97,39 @@ def binner_attributes(cuts: list[np.ndarray], strides: list[int]) -> dict[str, A
         "post_transform": 0,  # NONE
         "tree_roots": roots,
         "nodes_featureids": feature_ids,
-        "nodes_splits": numpy_helper.from_array(np.asarray(splits, dtype=np.float64), "nodes_splits"),
+        "nodes_splits": numpy_helper.from_array(np.asarray(splits, dtype=np.float32), "nodes_splits"),
         "nodes_modes": numpy_helper.from_array(np.zeros(len(splits), dtype=np.uint8), "nodes_modes"),  # BRANCH_LEQ
         "nodes_truenodeids": true_ids,
         "nodes_trueleafs": true_leaf,
         "nodes_falsenodeids": false_ids,
         "nodes_falseleafs": false_leaf,
-        "nodes_missing_value_tracks_true": [0] * len(splits),
+        "nodes_missing_value_tracks_true": [1] * len(splits),  # NaN goes left, to the invalid lowest cell
         "leaf_targetids": [0] * len(weights),
-        "leaf_weights": numpy_helper.from_array(np.asarray(weights, dtype=np.float64), "leaf_weights"),
+        "leaf_weights": numpy_helper.from_array(np.asarray(weights, dtype=np.float32), "leaf_weights"),
     }
 
 
-def for_float32_inputs(cuts: np.ndarray) -> np.ndarray:
-    """Breakpoints that send a float32-rounded input where scikit-learn sends the value.
-
-    The model's inputs are float32: carat 0.3 arrives as 0.30000001192..., which is
-    above a threshold of exactly 0.3 (HistGradientBoosting's quantile thresholds can
-    equal data values) although scikit-learn, fed 0.3 in float64, goes left. Raising
-    each breakpoint to its float32 rounding when that is larger keeps every input
-    within float32 precision of a breakpoint on the breakpoint's own side.
-    """
-    raised: np.ndarray = np.maximum(cuts, cuts.astype(np.float32).astype(np.float64))
-    return raised
-
-
 def add_lookup(scope: Any, container: Any, source: str, output: str, estimator: Compilable) -> None:
-    """Nodes computing ``estimator.predict_log(source)``: float64 [N, F] -> float64 [N, 1]."""
+    """Nodes computing ``estimator.predict(source)``: float32 [N, F] -> float32 [N, 1]."""
     cuts = estimator.breakpoints()
-    values = table(estimator, cuts)  # filled at the exact breakpoints, in float64
-    cuts = [for_float32_inputs(c) for c in cuts]
+    values = table(estimator, cuts)  # filled at the breakpoints themselves, in float64
     sizes = [len(representatives(c)) for c in cuts]
     strides = [int(np.prod(sizes[f + 1 :])) for f in range(len(sizes))]
+    if values.size >= 1 << 24:
+        raise NotImplementedError("cell numbers would not be exact in float32")
 
-    cell_f64: str = scope.get_unique_variable_name("cell_f64")
+    cell_f32: str = scope.get_unique_variable_name("cell_f32")
     container.add_node(
         "TreeEnsemble",
         source,
-        cell_f64,
+        cell_f32,
         op_domain="ai.onnx.ml",
         op_version=3,  # declared as 3 for skl2onnx; raise_ml_opset() sets the model's import to 5
         name=scope.get_unique_operator_name("TreeEnsemble"),
         **binner_attributes(cuts, strides),
     )
     cell: str = scope.get_unique_variable_name("cell")
-    container.add_node("Cast", cell_f64, cell, to=TensorProto.INT64, name=scope.get_unique_operator_name("Cast"))
-    table_name: str = scope.get_unique_variable_name("log_price_table")
-    container.add_initializer(table_name, TensorProto.DOUBLE, values.shape, values)
+    container.add_node("Cast", cell_f32, cell, to=TensorProto.INT64, name=scope.get_unique_operator_name("Cast"))
+    table_name: str = scope.get_unique_variable_name("price_table")
+    container.add_initializer(table_name, TensorProto.FLOAT, values.shape, values)
     container.add_node("Gather", [table_name, cell], output, name=scope.get_unique_operator_name("Gather"), axis=0)

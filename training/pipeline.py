@@ -29,13 +29,20 @@ def build_pipeline(
             ("numeric", "passthrough", list(schema.numeric)),
             (
                 "grades",
-                OrdinalEncoder(categories=[list(v) for v in schema.categorical.values()]),
+                # An unknown grade becomes -1: outside the regressor's input range, so priced NaN.
+                OrdinalEncoder(
+                    categories=[list(v) for v in schema.categorical.values()],
+                    handle_unknown="use_encoded_value",
+                    unknown_value=-1,
+                ),
                 list(schema.categorical),
             ),
         ],
         verbose_feature_names_out=False,
     )
-    return Pipeline([("encode", encode), ("regress", BoostedLogPrice(boosters=boosters, upper_from=upper_from))])
+    ranges = (*schema.numeric.values(), *((0.0, float(len(v) - 1)) for v in schema.categorical.values()))
+    regress = BoostedLogPrice(boosters=boosters, upper_from=upper_from, input_ranges=ranges)
+    return Pipeline([("encode", encode), ("regress", regress)])
 
 
 def describe(pipeline: Pipeline) -> dict[str, Any]:
