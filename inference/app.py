@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -39,6 +40,13 @@ DESCRIPTION = (
 )
 _ERR = m.Error
 
+_CLIENT_ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
+    400: ("Malformed JSON", _ERR),
+    413: ("Body too large", _ERR),
+    415: ("Content-Type is not application/json", _ERR),
+    422: ("A field is invalid: `fields` lists each one", _ERR),
+    503: ("No model is loaded", _ERR),
+}
 OPERATIONS = [
     Operation(
         "/",
@@ -62,11 +70,7 @@ OPERATIONS = [
         "prices",
         {
             200: ("The predicted price", m.Price),
-            400: ("Malformed JSON", _ERR),
-            413: ("Body too large", _ERR),
-            415: ("Content-Type is not application/json", _ERR),
-            422: ("A field is invalid", _ERR),
-            503: ("No model is loaded", _ERR),
+            **_CLIENT_ERRORS,
         },
         request=m.Diamond,
     ),
@@ -77,11 +81,7 @@ OPERATIONS = [
         "prices",
         {
             200: ("One price per diamond, in order", m.Prices),
-            400: ("Malformed JSON", _ERR),
-            413: ("Body too large", _ERR),
-            415: ("Content-Type is not application/json", _ERR),
-            422: ("A field is invalid", _ERR),
-            503: ("No model is loaded", _ERR),
+            **_CLIENT_ERRORS,
         },
         request=m.DiamondBatch,
     ),

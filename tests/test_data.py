@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,32 @@ def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
     b = data.load(make_db(tmp_path / "b.db", rows=100))
     c = data.load(make_db(tmp_path / "c.db", rows=101))
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("ddl", "key_of_row"),
+    [
+        ("CREATE TABLE diamonds (key INTEGER PRIMARY KEY, {cols})", lambda i: i + 100),
+        ("CREATE TABLE diamonds ({cols})", lambda i: i + 1),  # no declared key: SQLite's rowid
+    ],
+)
+def test_the_key_is_the_tables_integer_primary_key_whatever_its_name(
+    tmp_path: Path, ddl: str, key_of_row: Callable[[int], int]
+) -> None:
+    src = data.load(make_db(tmp_path / "src.db", rows=300))
+    cols = "carat REAL, cut TEXT, color TEXT, clarity TEXT, price REAL"
+    db = tmp_path / "other.db"
+    con = sqlite3.connect(db)
+    con.execute(ddl.format(cols=cols))
+    values = src.frame[["carat", "cut", "color", "clarity", "price"]].itertuples(index=False)
+    if "PRIMARY KEY" in ddl:
+        con.executemany(
+            "INSERT INTO diamonds VALUES (?,?,?,?,?,?)", [(key_of_row(i), *v) for i, v in enumerate(values)]
+        )
+    else:
+        con.executemany("INSERT INTO diamonds VALUES (?,?,?,?,?)", list(values))
+    con.commit()
+    con.close()
+    ds = data.load(db)
+    assert len(ds.frame) == len(src.frame)
+    assert ds.frame["id"].tolist() == [key_of_row(i) for i in range(len(src.frame))]

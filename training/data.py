@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 TABLE = "diamonds"
 KEY = "id"
+"""The frame's name for the row key: the table's INTEGER PRIMARY KEY, whatever its column is
+called (``id`` in the shipped database), or SQLite's rowid when the table declares none."""
 HOLDOUT_BUCKETS = 10
 """A row is in the holdout when sha256 of its key, as a number, is 0 modulo this."""
 
@@ -58,8 +60,7 @@ def holdout_mask(keys: np.ndarray) -> np.ndarray:
 
 def load(db: Path, schema: FeatureSchema = FEATURES) -> Dataset:
     """The clean rows of ``db``; raises :class:`DataError` with a one-line cause."""
-    columns = [KEY, *schema.names, schema.target]
-    raw = _read(db, columns)
+    raw = _read(db, [*schema.names, schema.target])
     ds = Dataset(frame=raw, rows_read=len(raw))
     log.info("read %d rows from %s", len(raw), db)
 
@@ -101,6 +102,7 @@ def _drop(ds: Dataset, df: pd.DataFrame, mask: np.ndarray | pd.Series, rule: str
 
 
 def _read(db: Path, columns: list[str]) -> pd.DataFrame:
+    """The key (as :data:`KEY`) and ``columns`` of every row, ordered by key."""
     if not db.is_file():
         raise DataError(f"database not found: {db}")
     try:
@@ -118,11 +120,13 @@ def _read(db: Path, columns: list[str]) -> pd.DataFrame:
         missing = [c for c in columns if c not in present]
         if missing:
             raise DataError(f"table {TABLE!r} in {db} lacks column(s): {', '.join(missing)}")
-        select = ", ".join(f'"{c}"' for c in columns)
+        primary = [row[1] for row in info if row[5]]  # (cid, name, type, notnull, default, pk)
+        key = f'"{primary[0]}"' if len(primary) == 1 else "rowid"
+        select = ", ".join([key, *(f'"{c}"' for c in columns)])
         try:
-            rows = con.execute(f'SELECT {select} FROM "{TABLE}" ORDER BY "{KEY}"').fetchall()
+            rows = con.execute(f'SELECT {select} FROM "{TABLE}" ORDER BY {key}').fetchall()
         except sqlite3.DatabaseError as exc:
             raise DataError(f"cannot read table {TABLE!r} in {db}: {exc}") from None
     finally:
         con.close()
-    return pd.DataFrame.from_records(rows, columns=columns)
+    return pd.DataFrame.from_records(rows, columns=[KEY, *columns])
