@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from inference import api_models as m
 from inference import endpoints
+from inference.batching import RowBatcher
 from inference.config import Settings
 from inference.docs import docs_routes
 from inference.errors import EXCEPTION_HANDLERS
@@ -162,5 +163,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.holder = ModelHolder(settings.model_settings, settings.model_registry, on_load=metrics.on_load)
     app.state.metrics = metrics
+    app.state.batcher = RowBatcher()
     app.state.openapi = spec
     return app

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from inference.api_models import Diamond, DiamondBatch
+from inference.batching import RowBatcher
 from inference.errors import InvalidInput, ModelUnavailable, ReloadFailed, Unauthorized
 from inference.model import LoadedModel, ModelHolder, UnpriceableRows
 from inference.modelsettings import ModelFileError
@@ -77,7 +78,11 @@ def _prices(model: LoadedModel, rows: list[Any]) -> list[float]:
 async def diamond_price(request: Request) -> Response:
     diamond = await parse_json(request, Diamond)
     model = serving_model(request)
-    (price,) = _prices(model, [diamond])
+    batcher: RowBatcher = request.app.state.batcher
+    try:
+        price = await batcher.price(model, diamond)
+    except UnpriceableRows as exc:
+        raise InvalidInput(str(exc)) from None
     request.state.rows = 1
     return json_response({"price": price, "model_version": model.version})
 
