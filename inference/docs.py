@@ -24,7 +24,7 @@ SWAGGER_UI_DIR = Path("node_modules", "swagger-ui-dist")
 REDOC_DIR = Path("node_modules", "redoc", "bundles")
 
 # What each /static sub-path may serve: the files the pages load, plus their source maps for devtools.
-OWN_FILES = ("swagger-init.js", "redoc-init.js")
+OWN_FILES = ("swagger-init.js", "same-origin-images.js")
 SWAGGER_UI_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "favicon-16x16.png")
 REDOC_FILES = ("redoc.standalone.js",)
 
@@ -84,7 +84,7 @@ def docs_routes(static_dir: Path) -> list[BaseRoute]:
         SWAGGER_UI_DIR / "swagger-ui-bundle.js",
         SWAGGER_UI_DIR / "swagger-ui.css",
     )
-    redoc_needs = (Path("redoc-init.js"), REDOC_DIR / "redoc.standalone.js")
+    redoc_needs = (Path("same-origin-images.js"), REDOC_DIR / "redoc.standalone.js")
     return [
         Route(
             "/docs",

@@ -20,7 +20,7 @@ from inference.config import PROJECT_ROOT, Settings
 from inference.docs import docs_routes
 
 STATIC_DIR = PROJECT_ROOT / "static"
-OWN_FILES = ("docs.html", "redoc.html", "swagger-init.js", "redoc-init.js")
+OWN_FILES = ("docs.html", "redoc.html", "swagger-init.js", "same-origin-images.js")
 PAGES = ("/docs", "/redoc")
 ASSET_TYPES = ("text/javascript", "application/javascript", "text/css", "image/png")
 # Every quoted string in a script, every url(...) in CSS.
@@ -99,7 +99,7 @@ def test_page_is_html_naming_only_same_origin_urls(client: TestClient, path: str
     assert_same_origin(links.urls, path)
 
 
-@pytest.mark.parametrize("name", ["swagger-init.js", "redoc-init.js"])
+@pytest.mark.parametrize("name", ["swagger-init.js", "same-origin-images.js"])
 def test_our_scripts_name_only_same_origin_urls(client: TestClient, name: str) -> None:
     response = client.get(f"/static/{name}")
     assert response.status_code == 200
@@ -115,9 +115,9 @@ def test_swagger_ui_loads_our_spec_without_the_online_validator(client: TestClie
 
 
 def test_redoc_guard_runs_before_the_bundle(client: TestClient) -> None:
-    # ReDoc 2.x puts an <img> from its vendor's CDN in the side menu; redoc-init.js must be in place first.
+    # ReDoc 2.x puts an <img> from its vendor's CDN in the side menu; same-origin-images.js must be in place first.
     links = page_links(client.get("/redoc").text)
-    assert links.scripts == ["/static/redoc-init.js", "/static/redoc/redoc.standalone.js"]
+    assert links.scripts == ["/static/same-origin-images.js", "/static/redoc/redoc.standalone.js"]
     assert "/openapi.json" in links.urls
 
 
