@@ -162,7 +162,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.holder = ModelHolder(settings.model_settings, settings.model_registry, on_load=metrics.on_load)
-    app.state.metrics = metrics
     app.state.batcher = RowBatcher()
     app.state.openapi = spec
     return app

@@ -14,8 +14,6 @@ import asyncio
 from typing import Any
 
 from inference.model import LoadedModel, UnpriceableRows
-from inference.onnx_io import make_feeds
-from inference.schema import FEATURES
 
 
 class RowBatcher:
@@ -42,7 +40,7 @@ class RowBatcher:
             model = items[0][0]
             rows = [row for _, row, _ in items]
             try:
-                outcomes: list[float | BaseException] = list(_price(model, rows))
+                outcomes: list[float | BaseException] = list(model.price_rows(rows))
             except UnpriceableRows:  # rare: price one by one, so that only the bad rows fail
                 outcomes = [_price_or_error(model, row) for row in rows]
             except Exception as exc:
@@ -56,13 +54,9 @@ class RowBatcher:
                     future.set_result(outcome)
 
 
-def _price(model: LoadedModel, rows: list[Any]) -> list[float]:
-    return model.price_cents(make_feeds({n: [getattr(row, n) for row in rows] for n in FEATURES.names}))
-
-
 def _price_or_error(model: LoadedModel, row: Any) -> float | BaseException:
     try:
-        (price,) = _price(model, [row])
+        (price,) = model.price_rows([row])
     except UnpriceableRows as exc:
         return exc
     return price

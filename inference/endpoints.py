@@ -16,9 +16,7 @@ from inference.batching import RowBatcher
 from inference.errors import InvalidInput, ModelUnavailable, ReloadFailed, Unauthorized
 from inference.model import LoadedModel, ModelHolder, UnpriceableRows
 from inference.modelsettings import ModelFileError
-from inference.onnx_io import make_feeds
 from inference.requests import parse_json
-from inference.schema import FEATURES
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +39,7 @@ def serving_model(request: Request) -> LoadedModel:
     holder = holder_of(request)
     model = holder.current
     if model is None:
-        raise ModelUnavailable(f"no model is loaded: {holder.last_error or 'still starting'}")
+        raise ModelUnavailable(f"no model is loaded: {holder.unavailable_reason}")
     return model
 
 
@@ -54,7 +52,7 @@ async def health(request: Request) -> Response:
     holder = holder_of(request)
     model = holder.current
     if model is None:
-        body = {"status": "unavailable", "ready": False, "model": None, "reason": holder.last_error or "still starting"}
+        body = {"status": "unavailable", "ready": False, "model": None, "reason": holder.unavailable_reason}
         return JSONResponse(body, status_code=503)
     return JSONResponse({"status": "ok", "ready": True, "model": model_info(model), "reason": None})
 
@@ -68,9 +66,8 @@ async def ready(request: Request) -> Response:
 
 
 def _prices(model: LoadedModel, rows: list[Any]) -> list[float]:
-    columns = {name: [getattr(row, name) for row in rows] for name in FEATURES.names}
     try:
-        return model.price_cents(make_feeds(columns))
+        return model.price_rows(rows)
     except UnpriceableRows as exc:
         raise InvalidInput(str(exc)) from None
 

@@ -24,20 +24,13 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         message = f"request body exceeds the limit of {self.max_bytes} bytes"
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > self.max_bytes:
-                    scope.setdefault("state", {})["body_too_large"] = message
-                break
+        declared = next((value for key, value in scope["headers"] if key == b"content-length"), b"")
+        too_large = declared.isdigit() and int(declared) > self.max_bytes
         received = 0
 
         async def limited_receive() -> Message:
             nonlocal received
-            if scope.get("state", {}).get("body_too_large"):
+            if too_large:  # refused before a byte of it is read
                 raise PayloadTooLarge(message)
             msg = await receive()
             if msg["type"] == "http.request":

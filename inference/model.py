@@ -15,7 +15,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,10 @@ class LoadedModel:
 
     def predict(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return predict(self.session, feeds)
+
+    def price_rows(self, rows: Sequence[Any], schema: FeatureSchema = FEATURES) -> list[float]:
+        """:meth:`price_cents` of objects with one attribute per feature (validated requests)."""
+        return self.price_cents(make_feeds({n: [getattr(row, n) for row in rows] for n in schema.names}, schema))
 
     def price_cents(self, feeds: dict[str, np.ndarray]) -> list[float]:
         """Prices in USD rounded to cents; :class:`UnpriceableRows` if any is NaN."""
@@ -114,22 +118,36 @@ class ModelHolder:
     def current(self) -> LoadedModel | None:
         return self._current
 
+    @property
+    def unavailable_reason(self) -> str:
+        """Why no model is serving (meaningful while :attr:`current` is None)."""
+        return self.last_error or "still starting"
+
     def load(self) -> LoadedModel:
         """Read, verify and open the model the settings file names now. Does not swap."""
         started = time.perf_counter()
         identity = file_identity(self.settings_path)
+        settings, blob = self._read(started)
+        return self._open(settings, blob, identity, started)
+
+    def _read(self, started: float) -> tuple[ModelSettings, bytes]:
         try:
-            settings, blob = read_verified_model(self.settings_path, self.registry)
+            return read_verified_model(self.settings_path, self.registry)
+        except ModelFileError:
+            self._report("failure", time.perf_counter() - started, None)
+            raise
+
+    def _open(self, settings: ModelSettings, blob: bytes, identity: FileIdentity, started: float) -> LoadedModel:
+        try:
             try:
                 session = open_session(blob, self.intra_op_threads)
             except Exception as exc:  # onnxruntime raises its own error types for corrupt graphs
                 raise ModelFileError(f"onnxruntime cannot load {settings.path}: {exc}") from None
             self._check_interface(session, settings)
-        except ModelFileError as exc:
+        except ModelFileError:
             self._report("failure", time.perf_counter() - started, None)
-            raise exc
-        model = LoadedModel(session, settings, identity, time.perf_counter() - started)
-        return model
+            raise
+        return LoadedModel(session, settings, identity, time.perf_counter() - started)
 
     def swap(self, model: LoadedModel) -> LoadedModel | None:
         """Make ``model`` current; returns the previous one (still usable by requests holding it)."""
@@ -157,18 +175,19 @@ class ModelHolder:
             return self._reload()
 
     def _reload(self) -> tuple[LoadedModel, LoadedModel | None]:
-        model = self.load()
+        started = time.perf_counter()
+        identity = file_identity(self.settings_path)
+        settings, blob = self._read(started)
         current = self._current
-        if current is not None and current.sha256 == model.sha256 and current.version == model.version:
-            # Same model: keep the warm session, remember that this file state is handled.
-            kept = LoadedModel(
-                current.session, current.settings, model.identity, current.load_seconds, current.loaded_at
-            )
+        if current is not None and (current.version, current.sha256) == (settings.version, settings.sha256):
+            # Same model (verified bytes): keep the warm session, remember this file state as handled.
+            kept = LoadedModel(current.session, current.settings, identity, current.load_seconds, current.loaded_at)
             with self._swap_lock:
                 self._current = kept
             self.last_error = None
-            self._report("unchanged", model.load_seconds, kept)
+            self._report("unchanged", time.perf_counter() - started, kept)
             return kept, current
+        model = self._open(settings, blob, identity, started)
         return model, self.swap(model)
 
     def _report(self, outcome: str, seconds: float, model: LoadedModel | None) -> None:

@@ -61,7 +61,7 @@ def _serving_model(request: Request) -> LoadedModel:
     """:func:`_named_model`, or 503 while no model is loaded."""
     model = _named_model(request)
     if model is None:
-        raise ModelUnavailable(f"no model is loaded: {holder_of(request).last_error or 'still starting'}")
+        raise ModelUnavailable(f"no model is loaded: {holder_of(request).unavailable_reason}")
     return model
 
 
