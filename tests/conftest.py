@@ -25,10 +25,21 @@ COLUMNS = ("carat", "cut", "color", "clarity", "depth", "table", "price", "x", "
 TINY = {"max_iter": 40, "max_leaf_nodes": 15, "random_state": 0}
 
 
-def make_db(path: Path, rows: int = 1500, *, extra: list[tuple[Any, ...]] | None = None, offset: int = 0) -> Path:
-    """A real diamonds table with the first ``rows`` rows of the repo's data set (keys kept)."""
+def make_db(
+    path: Path,
+    rows: int = 1500,
+    *,
+    extra: list[tuple[Any, ...]] | None = None,
+    offset: int = 0,
+    sample: tuple[int, int] | None = None,
+) -> Path:
+    """A real diamonds table with the first ``rows`` rows of the repo's data set (keys kept);
+    with ``sample=(k, r)``, only rows whose ``id % k = r``."""
     src = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
-    data = src.execute("SELECT * FROM diamonds ORDER BY id LIMIT ? OFFSET ?", (rows, offset)).fetchall()
+    k, r = sample or (1, 0)
+    data = src.execute(
+        "SELECT * FROM diamonds WHERE id % ? = ? ORDER BY id LIMIT ? OFFSET ?", (k, r, rows, offset)
+    ).fetchall()
     src.close()
     con = sqlite3.connect(path)
     cols = ", ".join(f'"{c}"' for c in COLUMNS)

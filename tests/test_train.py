@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import onnxruntime as ort
 import pytest
@@ -245,3 +246,15 @@ def test_killing_a_run_at_any_moment_leaves_a_valid_pointer(project: Project) ->
     assert final.returncode == 0, final.stderr
     settings, _ = read_verified_model(project.settings, project.registry)
     assert settings.version >= 2
+
+
+@pytest.mark.parametrize(("k", "r"), [(6, 2), (13, 6), (9, 4)])
+def test_training_from_nothing_promotes_on_samples_of_the_data(tmp_path: Path, k: int, r: int) -> None:
+    """Training from an empty registry promotes on deterministic samples (``id % k = r``),
+    including the two on which the export used to fail its parity check."""
+    p = Project(tmp_path / "p")
+    p.root.mkdir()
+    make_db(p.db, rows=60_000, sample=(k, r))
+    outcome = run(paths(p), pipeline_factory=tiny_factory(max_iter=60))
+    assert outcome.promoted and outcome.version == 1
+    assert json.loads(p.settings.read_text())["parity_max_abs_diff"] <= 0.01

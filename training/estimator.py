@@ -17,9 +17,11 @@ prediction can change; :mod:`training.onnx_lookup` turns that into an exact tabl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import sklearn
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils.validation import check_is_fitted
@@ -43,10 +45,56 @@ UPPER_FROM = 0.6953125
 representable in float32 (89/128), so a float32 carat is on the same side of it as in float64."""
 
 
+def float32_floor(value: float) -> float:
+    """The largest float32 that is ``<= value`` (rounded down, never to nearest).
+
+    For every float32 ``x``, ``x <= value`` holds exactly when ``x <= float32_floor(value)``;
+    this is what makes a float32 split reproduce a float64 threshold.
+    """
+    f = np.float32(value)
+    if float(f) > value:  # compare in float64: NumPy would compare a float32 with a Python float in float32
+        f = np.nextafter(f, np.float32(-np.inf))
+    return float(f)
+
+
 def float32_below(value: float) -> float:
-    """The largest float32 that is smaller than ``value``'s float32 rounding: with float32
-    inputs, ``x <= float32_below(v)`` is exactly "x is below v"."""
-    return float(np.nextafter(np.float32(value), np.float32(-np.inf)))
+    """The largest float32 that is ``< value``: for every float32 ``x``, ``x < value`` holds
+    exactly when ``x <= float32_below(value)``."""
+    f = float32_floor(value)
+    if f == value:
+        f = float(np.nextafter(np.float32(f), np.float32(-np.inf)))
+    return f
+
+
+def as_float32(X: np.ndarray) -> np.ndarray:
+    """``X`` as the ONNX graph sees it: every value rounded to float32 (held in float64)."""
+    return np.asarray(X, dtype=np.float32).astype(np.float64)
+
+
+def split_thresholds(model: HistGradientBoostingRegressor) -> Iterator[tuple[int, float]]:
+    """``(feature, threshold)`` of every split of a fitted model; ``x <= threshold`` goes left.
+
+    scikit-learn has no public API for its histogram trees, so this reads the private
+    ``_predictors`` (a list of ``TreePredictor`` per iteration) and their ``nodes`` record
+    arrays. If a scikit-learn release changes them, this fails with a clear message
+    instead of exporting a wrong table (and ``pyproject.toml`` bounds the tested versions).
+    """
+    try:
+        trees = [predictor.nodes for iteration in model._predictors for predictor in iteration]
+        splits = [
+            (nodes["feature_idx"], nodes["num_threshold"], nodes["is_categorical"], nodes["is_leaf"] == 0)
+            for nodes in trees
+        ]
+    except (AttributeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise NotImplementedError(
+            f"scikit-learn {sklearn.__version__} changed HistGradientBoosting's private tree structure "
+            f"({exc!r}); the export supports the scikit-learn versions pyproject.toml allows"
+        ) from exc
+    for feature, threshold, categorical, is_split in splits:
+        if np.any(categorical[is_split]):
+            raise NotImplementedError("native categorical splits do not export; encode categories first")
+        for f, t in zip(feature[is_split], threshold[is_split], strict=True):
+            yield int(f), float(t)
 
 
 class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
@@ -56,6 +104,12 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     (inclusive (min, max) per column), a row with any value outside its range, or
     missing, is predicted NaN: the model never prices what it does not know. (The
     pipeline encodes an unknown grade as -1, outside its range.)
+
+    **The model is defined on float32 inputs**, the numbers the ONNX graph sees: ``fit``
+    and ``predict`` round every input to float32 first (:func:`as_float32`), and the range
+    edges are float32 too. Every threshold scikit-learn learns then separates float32
+    values, so a split written as ``x <= float32_floor(threshold)`` routes every float32
+    input exactly as scikit-learn does, whatever the data (see :meth:`breakpoints`).
     """
 
     def __init__(
@@ -76,7 +130,7 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         return np.hstack([X, upper])
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> BoostedLogPrice:
-        X = np.asarray(X, dtype=np.float64)
+        X = as_float32(X)
         features = self._features(X)
         target = np.log(np.asarray(y, dtype=np.float64))
         self.models_ = [
@@ -89,11 +143,11 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     def predict_log(self, X: np.ndarray) -> np.ndarray:
         """The ensemble's raw output, the mean predicted log(price); NaN outside ``input_ranges``."""
         check_is_fitted(self, "models_")
-        X = np.asarray(X, dtype=np.float64)
+        X = as_float32(X)
         features = self._features(X)
         raw = np.mean([m.predict(features) for m in self.models_], axis=0)
         if self.input_ranges is not None:
-            lo, hi = np.asarray(self.input_ranges, dtype=np.float64).T
+            lo, hi = as_float32(np.asarray(self.input_ranges, dtype=np.float64)).T
             inside = np.all((lo <= X) & (hi >= X), axis=1)  # NaN compares false
             raw = np.where(inside, raw, np.nan)
         return np.asarray(raw, dtype=np.float64)
@@ -102,23 +156,24 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray(np.exp(self.predict_log(X)), dtype=np.float64)
 
     def breakpoints(self) -> list[np.ndarray]:
-        """Per input column, sorted points b such that the prediction is constant on every
-        interval (b[k-1], b[k]] (``x <= b`` on the left), for float32 inputs."""
+        """Per input column, sorted float32 values b such that, for float32 inputs, the
+        prediction is constant on every interval (b[k-1], b[k]] (``x <= b`` on the left).
+
+        Each learned threshold t becomes :func:`float32_floor` (t), and each edge "below e"
+        becomes :func:`float32_below` (e). Both are exact for float32 inputs, so the cells
+        never straddle a split, however close a threshold falls to a data value.
+        """
         check_is_fitted(self, "models_")
         n = self.n_features_in_
         found: list[set[float]] = [set() for _ in range(n)]
         for model in self.models_:
-            for iteration in model._predictors:
-                for predictor in iteration:
-                    nodes = predictor.nodes
-                    if np.any(nodes["is_categorical"]):
-                        raise NotImplementedError("native categorical splits do not export; encode categories first")
-                    split = nodes[nodes["is_leaf"] == 0]
-                    for feature, threshold in zip(split["feature_idx"], split["num_threshold"], strict=True):
-                        # The extra column is carat itself where present: its cuts are carat cuts.
-                        found[int(feature) if feature < n else 0].add(float(threshold))
+            for feature, threshold in split_thresholds(model):
+                # The extra column is carat itself where present: its cuts are carat cuts.
+                found[feature if feature < n else 0].add(float32_floor(threshold))
         if self.upper_from is not None:
             found[0].add(float32_below(self.upper_from))  # below it, the extra column is missing
         for column, (lo, hi) in enumerate(self.input_ranges or ()):
-            found[column].update((float32_below(lo), float(hi)))  # the edges of the valid range
+            # The edges of the valid range, which predict_log compares as float32 values.
+            lo32, hi32 = as_float32(np.array([lo, hi]))
+            found[column].update((float32_below(float(lo32)), float(hi32)))
         return [np.array(sorted(s), dtype=np.float64) for s in found]

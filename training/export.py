@@ -95,16 +95,59 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+def cut_probes(pipeline: Pipeline, schema: FeatureSchema = FEATURES, per_value: int = 2, seed: int = 0) -> pd.DataFrame:
+    """Rows that probe every numeric cut of the compiled model.
+
+    For each breakpoint b of each numeric input (see ``BoostedLogPrice.breakpoints``),
+    the float32 values just below b, b itself and just above b, each ``per_value`` times
+    with categories drawn at random (other numeric inputs at random inside their range).
+    A split placed one float32 off would send one of the three to the wrong cell.
+    """
+    regress = pipeline.steps[-1][1]
+    if not hasattr(regress, "breakpoints"):
+        return pd.DataFrame(columns=list(schema.names))
+    cuts = regress.breakpoints()
+    rng = np.random.default_rng(seed)
+    parts = []
+    for column, name in enumerate(schema.numeric):
+        b = np.asarray(cuts[column], dtype=np.float32)
+        values = np.concatenate([np.nextafter(b, np.float32(-np.inf)), b, np.nextafter(b, np.float32(np.inf))])
+        values = np.repeat(values, per_value).astype(np.float64)
+        part = {
+            n: rng.uniform(lo, hi, size=values.size).astype(np.float32).astype(np.float64)
+            for n, (lo, hi) in schema.numeric.items()
+        }
+        part[name] = values
+        part.update(
+            {n: rng.choice(np.asarray(v, dtype=object), size=values.size) for n, v in schema.categorical.items()}
+        )
+        parts.append(pd.DataFrame(part, columns=list(schema.names)))
+    return pd.concat(parts, ignore_index=True)
+
+
 def check_parity(blob: bytes, pipeline: Pipeline, frame: pd.DataFrame, schema: FeatureSchema = FEATURES) -> float:
-    """Largest |onnxruntime - scikit-learn| over ``frame``; raises :class:`ExportError` past the tolerance."""
-    columns = {n: frame[n].to_numpy() for n in schema.names}
-    # The model takes float32 carats; scikit-learn is judged on the values as recorded.
-    ours = predict(open_session(blob), make_feeds(columns, schema)).astype(np.float64)
-    reference = pipeline.predict(frame[list(schema.names)])
-    if np.isnan(ours).any():
-        bad = int(np.isnan(ours).sum())
+    """Largest |onnxruntime - scikit-learn| over ``frame`` and every cut's neighbourhood
+    (:func:`cut_probes`); raises :class:`ExportError` past the tolerance.
+
+    Every row of ``frame`` must get a price. A probe may fall outside the valid range:
+    there both sides must agree that it has none (NaN).
+    """
+    probes = cut_probes(pipeline, schema)
+    rows = pd.concat([frame[list(schema.names)], probes], ignore_index=True) if len(probes) else frame
+    ours = predict(open_session(blob), make_feeds({n: rows[n].to_numpy() for n in schema.names}, schema))
+    ours = ours.astype(np.float64)
+    reference = np.asarray(pipeline.predict(rows[list(schema.names)]), dtype=np.float64)
+    in_frame = np.arange(len(rows)) < len(frame)
+    if np.isnan(ours[in_frame]).any():
+        bad = int(np.isnan(ours[in_frame]).sum())
         raise ExportError(f"the exported model returned NaN for {bad} in-schema rows")
-    worst = float(np.max(np.abs(ours - reference)))
+    disagree = np.isnan(ours) != np.isnan(reference)
+    if disagree.any():
+        row = rows[disagree].iloc[0].to_dict()
+        raise ExportError(f"onnxruntime and scikit-learn disagree on whether {row} has a price")
+    gap = np.abs(np.where(np.isnan(ours), 0.0, ours - reference))
+    worst = float(np.max(gap, initial=0.0))
     if not worst <= PARITY_TOLERANCE:
-        raise ExportError(f"onnxruntime differs from scikit-learn by ${worst:.4f} (> ${PARITY_TOLERANCE})")
+        row = rows.iloc[int(np.argmax(gap))].to_dict()
+        raise ExportError(f"onnxruntime differs from scikit-learn by ${worst:.4f} (> ${PARITY_TOLERANCE}) on {row}")
     return worst

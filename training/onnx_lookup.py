@@ -14,11 +14,12 @@ about 20 comparisons) and ``Gather`` reads its price. The graph prices exactly a
 scikit-learn does, at a cost that no longer grows with the number of trees, so model
 quality and serving speed stop trading against each other.
 
-The inputs are float32 (carat arrives as float32). Every breakpoint b becomes the split
-``x <= float32(b)``: a value recorded as exactly b (HistGradientBoosting's quantile
-thresholds can equal data values, like carat 0.3) goes left as in scikit-learn, even
-though float32(0.3) is slightly above 0.3. A missing input (NaN) goes to the lowest
-cell, which is outside the valid range: NaN.
+The inputs are float32, and the estimator is defined on float32 inputs too (it rounds
+them itself), so every breakpoint is already a float32 value: a learned threshold t is
+``float32_floor(t)``, the largest float32 ``<= t``. For every float32 x, ``x <= b`` then
+holds exactly when scikit-learn's ``x <= t`` does: exact by construction, however close
+t falls to a data value. A missing input (NaN) goes to the lowest cell, which is outside
+the valid range: NaN.
 """
 
 from __future__ import annotations
