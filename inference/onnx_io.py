@@ -1,8 +1,9 @@
 """How rows become onnxruntime feeds, and how a model file becomes a session.
 
 The exported graph takes one input per feature, ``[N, 1]`` each: numeric features as
-float32, categorical ones as strings. It returns ``price`` as float32 ``[N, 1]``, NaN
-for any row outside the feature schema. Training and serving both go through here.
+float32, categorical ones as strings. It returns ``price`` as float32 ``[N, 1]`` (and, for
+a model with a price range, ``price_low`` and ``price_high``), NaN for any row outside
+the feature schema. Training and serving both go through here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import onnxruntime as ort
 from inference.schema import FEATURES, FeatureSchema
 
 OUTPUT = "price"
+"""The point price, in every model."""
+RANGE_OUTPUTS = ("price_low", "price_high")
+"""The price range's bounds, in models that have one (``price_low <= price <= price_high``)."""
 
 
 def make_feeds(
@@ -49,6 +53,11 @@ def predict(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.n
     """Prices as a flat float32 array (NaN where the row is outside the schema)."""
     (prices,) = session.run([OUTPUT], feeds)
     return np.asarray(prices).reshape(-1)
+
+
+def predict_outputs(session: ort.InferenceSession, feeds: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """The named outputs side by side, float32 ``[N, len(names)]``, in one onnxruntime call."""
+    return np.hstack(session.run(list(names), feeds))
 
 
 def metadata(session: ort.InferenceSession) -> dict[str, str]:

@@ -108,10 +108,14 @@ def project(tmp_path: Path) -> Project:
     return proj
 
 
-def tiny_factory(**params: Any) -> Callable[[], Any]:
+def tiny_factory(*, interval: bool = True, **params: Any) -> Callable[[], Any]:
+    """The shipped pipeline with tiny boosters (``params`` override :data:`TINY`); ``interval=False``
+    leaves out the price range."""
+    from training.estimator import INTERVAL
     from training.pipeline import build_pipeline
 
-    return lambda: build_pipeline(boosters=({**TINY, **params},))
+    booster = {**TINY, **params}
+    return lambda: build_pipeline(boosters=(booster,), interval=INTERVAL if interval else None, interval_booster=TINY)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ def test_cross_validation_follows_the_protocol(frame: data.Dataset) -> None:
         seen.append(y)
         return np.full(len(X_test), y.mean())  # type: ignore[arg-type]
 
-    maes = evaluate.cross_validate(frame.frame, mean_price, folds=5)
+    maes = [f.mae for f in evaluate.cross_validate(frame.frame, mean_price, folds=5)]
     y = frame.frame["price"].to_numpy()
     expected = [
         float(np.mean(np.abs(y[test] - y[train].mean())))
@@ -37,7 +37,16 @@ def test_cross_validation_follows_the_protocol(frame: data.Dataset) -> None:
 def test_onnx_scoring_agrees_with_scikit_learn(frame: data.Dataset) -> None:
     sk = evaluate.cross_validate(frame.frame, evaluate.sklearn_predictor(tiny_factory()), folds=3)
     ours = evaluate.cross_validate(frame.frame, evaluate.onnx_predictor(tiny_factory()), folds=3)
-    assert ours == pytest.approx(sk, abs=0.01)
+    assert [f.mae for f in ours] == pytest.approx([f.mae for f in sk], abs=0.01)
+    assert [f.width for f in ours] == pytest.approx([f.width for f in sk], abs=0.01)
+    assert [f.coverage for f in ours] == [f.coverage for f in sk]
+
+
+def test_price_range_coverage_and_width_per_fold(frame: data.Dataset) -> None:
+    folds = evaluate.cross_validate(frame.frame, evaluate.sklearn_predictor(tiny_factory()), folds=3)
+    for fold in folds:
+        assert fold.coverage is not None and fold.width is not None
+        assert 0.6 < fold.coverage <= 1.0 and fold.width > 0
 
 
 def test_command_prints_the_table(
@@ -52,3 +61,8 @@ def test_command_prints_the_table(
     row = next(line for line in out.splitlines() if line.startswith("| shipped pipeline"))
     mean, std = (float(x) for x in row.split("|")[2].split("±"))
     assert 0 < mean < 1000 and std >= 0
+    coverage = float(row.split("|")[3].strip().rstrip("%"))
+    assert 60 < coverage <= 100
+    assert "Per fold, shipped pipeline:" in out
+    per_fold = [line for line in out.splitlines() if line.startswith(("| 1 |", "| 2 |", "| 3 |"))]
+    assert len(per_fold) == 3

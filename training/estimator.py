@@ -26,6 +26,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils.validation import check_is_fitted
 
+from inference.onnx_io import OUTPUT, RANGE_OUTPUTS
+
 BOOSTERS: tuple[dict[str, Any], ...] = (
     {"learning_rate": 0.05, "max_iter": 1600, "max_leaf_nodes": 15, "l2_regularization": 10.0, "random_state": 0},
     {
@@ -97,8 +99,25 @@ def split_thresholds(model: HistGradientBoostingRegressor) -> Iterator[tuple[int
             yield int(f), float(t)
 
 
+INTERVAL = (0.1, 0.9)
+"""The price range's quantiles: a nominal 80% central interval."""
+
+INTERVAL_BOOSTER: dict[str, Any] = {
+    "learning_rate": 0.05, "max_iter": 500, "max_leaf_nodes": 15, "min_samples_leaf": 40,
+    "l2_regularization": 10.0, "random_state": 3,
+}  # fmt: skip
+"""Hyper-parameters of the two quantile models (one fit each for the lower and upper bound)."""
+
+CALIBRATION_SHARE = 0.2
+"""Share of the training rows held back from the quantile models to calibrate the interval."""
+
+OUTPUTS = (OUTPUT, *RANGE_OUTPUTS)
+"""The model's outputs with an interval; without one, only the first."""
+
+
 class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
-    """Mean of several ``HistGradientBoostingRegressor(loss="absolute_error")`` on log(price).
+    """Mean of several ``HistGradientBoostingRegressor(loss="absolute_error")`` on log(price),
+    with an optional calibrated price range.
 
     Column 0 of ``X`` is carat; the others are used as they are. With ``input_ranges``
     (inclusive (min, max) per column), a row with any value outside its range, or
@@ -110,6 +129,13 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     edges are float32 too. Every threshold scikit-learn learns then separates float32
     values, so a split written as ``x <= float32_floor(threshold)`` routes every float32
     input exactly as scikit-learn does, whatever the data (see :meth:`breakpoints`).
+
+    **The price range** (``interval=(q_lo, q_hi)``) is conformalized quantile regression:
+    two ``HistGradientBoostingRegressor(loss="quantile")`` on log(price) are fitted on
+    all but a random :data:`CALIBRATION_SHARE` of the training rows; on the rows held
+    back, the smallest margin that widens both bounds enough to cover ``q_hi - q_lo`` of
+    them is found, and added on the log scale. The bounds are then clipped to the
+    median (``low <= price <= high``), so they never cross.
     """
 
     def __init__(
@@ -117,10 +143,24 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         boosters: tuple[dict[str, Any], ...] = BOOSTERS,
         upper_from: float | None = UPPER_FROM,
         input_ranges: tuple[tuple[float, float], ...] | None = None,
+        interval: tuple[float, float] | None = INTERVAL,
+        interval_booster: dict[str, Any] = INTERVAL_BOOSTER,
     ) -> None:
         self.boosters = boosters
         self.upper_from = upper_from
         self.input_ranges = input_ranges
+        self.interval = interval
+        self.interval_booster = interval_booster
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the columns :meth:`predict_all` returns, and of the exported model's outputs."""
+        return OUTPUTS if self.interval is not None else OUTPUTS[:1]
+
+    @property
+    def level(self) -> float | None:
+        """The price range's nominal coverage, e.g. 0.8; None without a range."""
+        return None if self.interval is None else round(self.interval[1] - self.interval[0], 6)
 
     def _features(self, X: np.ndarray) -> np.ndarray:
         if self.upper_from is None:
@@ -137,23 +177,50 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             HistGradientBoostingRegressor(loss="absolute_error", early_stopping=False, **params).fit(features, target)
             for params in self.boosters
         ]
+        self.bounds_: list[HistGradientBoostingRegressor] = []
+        self.margin_ = 0.0
+        self.calibration_rows_ = 0
+        if self.interval is not None:
+            self._fit_interval(features, target, self.interval)
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict_log(self, X: np.ndarray) -> np.ndarray:
-        """The ensemble's raw output, the mean predicted log(price); NaN outside ``input_ranges``."""
+    def _fit_interval(self, features: np.ndarray, target: np.ndarray, interval: tuple[float, float]) -> None:
+        calibrate = np.random.default_rng(0).random(len(target)) < CALIBRATION_SHARE
+        fit = ~calibrate
+        self.calibration_rows_ = int(calibrate.sum())
+        self.bounds_ = [
+            HistGradientBoostingRegressor(
+                loss="quantile", quantile=q, early_stopping=False, **self.interval_booster
+            ).fit(features[fit], target[fit])
+            for q in interval
+        ]
+        low, high = (m.predict(features[calibrate]) for m in self.bounds_)
+        scores = np.maximum(low - target[calibrate], target[calibrate] - high)
+        n = int(calibrate.sum())
+        rank = min(1.0, np.ceil((n + 1) * (interval[1] - interval[0])) / n)  # split-conformal finite-sample rank
+        self.margin_ = float(np.quantile(scores, rank, method="higher"))
+
+    def predict_all(self, X: np.ndarray) -> np.ndarray:
+        """``[N, len(outputs)]`` prices: the median and, with an interval, its low and high
+        bounds (``low <= price <= high``); NaN rows outside ``input_ranges``."""
         check_is_fitted(self, "models_")
         X = as_float32(X)
         features = self._features(X)
-        raw = np.mean([m.predict(features) for m in self.models_], axis=0)
+        columns = [np.mean([m.predict(features) for m in self.models_], axis=0)]
+        if self.bounds_:
+            low, high = (m.predict(features) for m in self.bounds_)
+            columns += [np.minimum(low - self.margin_, columns[0]), np.maximum(high + self.margin_, columns[0])]
+        raw = np.stack(columns, axis=1)
         if self.input_ranges is not None:
             lo, hi = as_float32(np.asarray(self.input_ranges, dtype=np.float64)).T
             inside = np.all((lo <= X) & (hi >= X), axis=1)  # NaN compares false
-            raw = np.where(inside, raw, np.nan)
-        return np.asarray(raw, dtype=np.float64)
+            raw = np.where(inside[:, None], raw, np.nan)
+        return np.asarray(np.exp(raw), dtype=np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(np.exp(self.predict_log(X)), dtype=np.float64)
+        """The median price; NaN outside ``input_ranges``."""
+        return self.predict_all(X)[:, 0]
 
     def breakpoints(self) -> list[np.ndarray]:
         """Per input column, sorted float32 values b such that, for float32 inputs, the
@@ -166,14 +233,14 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self, "models_")
         n = self.n_features_in_
         found: list[set[float]] = [set() for _ in range(n)]
-        for model in self.models_:
+        for model in [*self.models_, *self.bounds_]:
             for feature, threshold in split_thresholds(model):
                 # The extra column is carat itself where present: its cuts are carat cuts.
                 found[feature if feature < n else 0].add(float32_floor(threshold))
         if self.upper_from is not None:
             found[0].add(float32_below(self.upper_from))  # below it, the extra column is missing
         for column, (lo, hi) in enumerate(self.input_ranges or ()):
-            # The edges of the valid range, which predict_log compares as float32 values.
+            # The edges of the valid range, which predict_all compares as float32 values.
             lo32, hi32 = as_float32(np.array([lo, hi]))
             found[column].update((float32_below(float(lo32)), float(hi32)))
         return [np.array(sorted(s), dtype=np.float64) for s in found]

@@ -30,7 +30,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from inference.logs import configure_logging
-from inference.onnx_io import make_feeds, open_session, predict
+from inference.onnx_io import make_feeds, open_session, predict_outputs
 from inference.schema import FEATURES
 from training import data, export
 from training.paths import TrainingPaths
@@ -38,7 +38,8 @@ from training.pipeline import build_pipeline
 
 log = logging.getLogger("training.evaluate")
 Predictor = Callable[[pd.DataFrame, np.ndarray, pd.DataFrame], np.ndarray]
-"""(train features, train target, test features) -> predicted prices."""
+"""(train features, train target, test features) -> predicted prices ``[N]``, or
+``[N, 3]`` (price, low, high) for a model with a price range."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class Score:
     name: str
     fold_maes: list[float]
     seconds: float
+    fold_coverage: list[float] | None = None
+    """Per fold, the share of prices inside the price range (models with a range)."""
+    fold_width: list[float] | None = None
+    """Per fold, the range's mean width in USD."""
 
     @property
     def mean(self) -> float:
@@ -56,19 +61,31 @@ class Score:
         return float(np.std(self.fold_maes))
 
 
-def cross_validate(frame: pd.DataFrame, fit_predict: Predictor, folds: int = 10) -> list[float]:
+@dataclass(frozen=True)
+class Fold:
+    mae: float
+    coverage: float | None
+    width: float | None
+
+
+def cross_validate(frame: pd.DataFrame, fit_predict: Predictor, folds: int = 10) -> list[Fold]:
     X = frame[list(FEATURES.names)]
     y = frame[FEATURES.target].to_numpy(dtype=np.float64)
-    maes = []
+    found = []
     for train, test in KFold(n_splits=folds, shuffle=True, random_state=0).split(X):
         prices = fit_predict(X.iloc[train], y[train], X.iloc[test])
-        maes.append(float(np.mean(np.abs(prices - y[test]))))
-    return maes
+        mae = float(np.mean(np.abs(prices.reshape(len(test), -1)[:, 0] - y[test])))
+        if prices.ndim == 2 and prices.shape[1] == 3:
+            low, high = prices[:, 1], prices[:, 2]
+            found.append(Fold(mae, float(np.mean((low <= y[test]) & (y[test] <= high))), float(np.mean(high - low))))
+        else:
+            found.append(Fold(mae, None, None))
+    return found
 
 
 def sklearn_predictor(factory: Callable[[], Pipeline]) -> Predictor:
     def run(X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame) -> np.ndarray:
-        return np.asarray(factory().fit(X, y).predict(X_test), dtype=np.float64)
+        return export.reference_outputs(factory().fit(X, y), X_test)
 
     return run
 
@@ -78,7 +95,7 @@ def onnx_predictor(factory: Callable[[], Pipeline]) -> Predictor:
         pipeline = factory().fit(X, y)
         blob = export.to_onnx(pipeline, version=1, metadata={}).SerializeToString()
         feeds = make_feeds({n: X_test[n].to_numpy() for n in FEATURES.names})
-        return predict(open_session(blob), feeds).astype(np.float64)
+        return predict_outputs(open_session(blob), feeds, export.model_outputs(pipeline)).astype(np.float64)
 
     return run
 
@@ -131,8 +148,17 @@ def evaluate(frame: pd.DataFrame, folds: int, use_onnx: bool) -> list[Score]:
     for name, fit_predict in contenders:
         log.info("cross-validating: %s", name)
         started = time.perf_counter()
-        maes = cross_validate(frame, fit_predict, folds)
-        scores.append(Score(name, maes, time.perf_counter() - started))
+        found = cross_validate(frame, fit_predict, folds)
+        ranged = all(f.coverage is not None for f in found)
+        scores.append(
+            Score(
+                name,
+                [f.mae for f in found],
+                time.perf_counter() - started,
+                [float(f.coverage) for f in found if f.coverage is not None] if ranged else None,
+                [float(f.width) for f in found if f.width is not None] if ranged else None,
+            )
+        )
     return scores
 
 
@@ -140,10 +166,20 @@ def format_table(scores: list[Score], rows: int, folds: int) -> str:
     lines = [
         f"{folds}-fold CV (KFold shuffle, random_state=0) on {rows:,} clean rows",
         "",
-        "| model | CV MAE (USD) | time |",
-        "|---|---|---|",
+        "| model | CV MAE (USD) | price range coverage | mean range width (USD) | time |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {s.name} | {s.mean:.1f} ± {s.std:.1f} | {s.seconds:.0f} s |" for s in scores]
+    for s in scores:
+        cover = f"{np.mean(s.fold_coverage):.1%}" if s.fold_coverage else "-"
+        width = f"{np.mean(s.fold_width):,.0f}" if s.fold_width else "-"
+        lines.append(f"| {s.name} | {s.mean:.1f} ± {s.std:.1f} | {cover} | {width} | {s.seconds:.0f} s |")
+    for s in scores:
+        if s.fold_coverage and s.fold_width:
+            lines += ["", f"Per fold, {s.name}:", "", "| fold | MAE | coverage | mean width |", "|---|---|---|---|"]
+            lines += [
+                f"| {i} | {m:.1f} | {c:.1%} | {w:,.0f} |"
+                for i, (m, c, w) in enumerate(zip(s.fold_maes, s.fold_coverage, s.fold_width, strict=True), 1)
+            ]
     return "\n".join(lines)
 
 

@@ -4,10 +4,15 @@ skl2onnx converts the whole pipeline, preprocessing included (the regressor thro
 :mod:`training.onnx_converters`). The model's interface:
 
 * inputs: one per feature, ``[N, 1]``: numeric as float32, categorical as string;
-* output: ``price`` float32 ``[N, 1]``, and NaN for every row outside the feature
-  schema (an unknown category, a numeric value missing or out of range), so an
-  embedder can never get a plausible price for a diamond the model does not know;
-* ``metadata_props``: name, version, the feature schema, the MAE and its protocol.
+* outputs: ``price`` float32 ``[N, 1]`` and, for a model with a price range,
+  ``price_low`` and ``price_high`` (its bounds, ``low <= price <= high``); NaN in every
+  output for a row outside the feature schema (an unknown category, a numeric value
+  missing or out of range), so an embedder can never get a plausible price for a
+  diamond the model does not know;
+* operators: only those every onnxruntime from :data:`MIN_ONNXRUNTIME` on implements
+  (default opset :data:`OPSET`, ``ai.onnx.ml`` opset 3);
+* ``metadata_props``: name, version, the feature schema, the outputs, the minimum
+  onnxruntime, the MAE and its protocol.
 """
 
 from __future__ import annotations
@@ -18,16 +23,20 @@ from typing import Any
 import numpy as np
 import onnx
 import pandas as pd
-from onnx import helper
+from onnx import helper, numpy_helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
-from inference.onnx_io import OUTPUT, make_feeds, open_session, predict
+from inference.onnx_io import OUTPUT, make_feeds, open_session, predict_outputs
 from inference.schema import FEATURES, FeatureSchema
 from training import onnx_converters
 
 OPSET = 17
+ML_OPSET = 3
+MIN_ONNXRUNTIME = "1.16"
+"""The oldest onnxruntime that runs the exported graph (``ai.onnx.ml`` 3, default opset 17),
+tested in ``tests/test_portability.py``."""
 PARITY_TOLERANCE = 0.01
 """Largest allowed |onnxruntime - scikit-learn| on any row, in dollars."""
 INVALID_ROWS_RULE = (
@@ -55,7 +64,7 @@ def to_onnx(
         model = convert_sklearn(
             pipeline,
             initial_types=initial_types,
-            target_opset={"": OPSET, "ai.onnx.ml": 3},
+            target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
             naming="sk_",
         )
     except NotImplementedError as exc:
@@ -63,8 +72,8 @@ def to_onnx(
     except Exception as exc:  # skl2onnx raises many kinds; all mean "did not export"
         raise ExportError(f"skl2onnx could not convert the pipeline: {exc}") from exc
     assert isinstance(model, onnx.ModelProto)
-    onnx_converters.raise_ml_opset(model)
-    _rename_output(model.graph, OUTPUT)
+    outputs = model_outputs(pipeline)
+    _split_output(model.graph, outputs)
     model.graph.name = "diamond_price"
     model.model_version = version
     model.producer_name = "diamond-price training"
@@ -74,6 +83,9 @@ def to_onnx(
         "version": str(version),
         "feature_schema": schema.to_json(),
         "invalid_rows": INVALID_ROWS_RULE,
+        "outputs": _json(list(outputs)),
+        "min_onnxruntime": MIN_ONNXRUNTIME,
+        **_range_props(pipeline),
         **{k: v if isinstance(v, str) else _json(v) for k, v in metadata.items()},
     }
     helper.set_model_props(model, props)
@@ -84,11 +96,34 @@ def to_onnx(
     return model
 
 
-def _rename_output(graph: onnx.GraphProto, name: str) -> None:
-    (output,) = graph.output
-    for node in graph.node:
-        node.output[:] = [name if o == output.name else o for o in node.output]
-    output.name = name
+def model_outputs(pipeline: Pipeline) -> tuple[str, ...]:
+    """The exported model's output names: the regressor's ``outputs`` (``price`` alone by default)."""
+    return tuple(getattr(pipeline.steps[-1][1], "outputs", (OUTPUT,)))
+
+
+def _range_props(pipeline: Pipeline) -> dict[str, str]:
+    regress = pipeline.steps[-1][1]
+    level = getattr(regress, "level", None)
+    if level is None:
+        return {}
+    return {
+        "price_range_level": str(level),
+        "price_range_calibration_rows": str(getattr(regress, "calibration_rows_", 0)),
+        "price_range": (
+            f"price_low and price_high bound a {level:.0%} central interval of the price "
+            f"(conformalized quantile regression, calibrated at training); price_low <= price <= price_high"
+        ),
+    }
+
+
+def _split_output(graph: onnx.GraphProto, names: tuple[str, ...]) -> None:
+    """Replace the converter's one ``[N, k]`` output by ``k`` named ``[N, 1]`` outputs."""
+    (combined,) = graph.output
+    sizes = f"{combined.name}_split_sizes"
+    graph.initializer.append(numpy_helper.from_array(np.ones(len(names), dtype=np.int64), sizes))
+    graph.node.append(helper.make_node("Split", [combined.name, sizes], list(names), axis=1, name="split_outputs"))
+    del graph.output[:]
+    graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [None, 1]) for n in names)
 
 
 def _json(value: Any) -> str:
@@ -126,7 +161,7 @@ def cut_probes(pipeline: Pipeline, schema: FeatureSchema = FEATURES, per_value: 
 
 
 def check_parity(blob: bytes, pipeline: Pipeline, frame: pd.DataFrame, schema: FeatureSchema = FEATURES) -> float:
-    """Largest |onnxruntime - scikit-learn| over ``frame`` and every cut's neighbourhood
+    """Largest |onnxruntime - scikit-learn|, over every output, on ``frame`` and every cut's neighbourhood
     (:func:`cut_probes`); raises :class:`ExportError` past the tolerance.
 
     Every row of ``frame`` must get a price. A probe may fall outside the valid range:
@@ -134,20 +169,29 @@ def check_parity(blob: bytes, pipeline: Pipeline, frame: pd.DataFrame, schema: F
     """
     probes = cut_probes(pipeline, schema)
     rows = pd.concat([frame[list(schema.names)], probes], ignore_index=True) if len(probes) else frame
-    ours = predict(open_session(blob), make_feeds({n: rows[n].to_numpy() for n in schema.names}, schema))
-    ours = ours.astype(np.float64)
-    reference = np.asarray(pipeline.predict(rows[list(schema.names)]), dtype=np.float64)
+    names = model_outputs(pipeline)
+    feeds = make_feeds({n: rows[n].to_numpy() for n in schema.names}, schema)
+    ours = predict_outputs(open_session(blob), feeds, names).astype(np.float64)
+    reference = reference_outputs(pipeline, rows[list(schema.names)])
     in_frame = np.arange(len(rows)) < len(frame)
     if np.isnan(ours[in_frame]).any():
-        bad = int(np.isnan(ours[in_frame]).sum())
+        bad = int(np.isnan(ours[in_frame]).any(axis=1).sum())
         raise ExportError(f"the exported model returned NaN for {bad} in-schema rows")
-    disagree = np.isnan(ours) != np.isnan(reference)
+    disagree = (np.isnan(ours) != np.isnan(reference)).any(axis=1)
     if disagree.any():
         row = rows[disagree].iloc[0].to_dict()
         raise ExportError(f"onnxruntime and scikit-learn disagree on whether {row} has a price")
-    gap = np.abs(np.where(np.isnan(ours), 0.0, ours - reference))
+    gap = np.abs(np.where(np.isnan(ours), 0.0, ours - reference)).max(axis=1)
     worst = float(np.max(gap, initial=0.0))
     if not worst <= PARITY_TOLERANCE:
         row = rows.iloc[int(np.argmax(gap))].to_dict()
         raise ExportError(f"onnxruntime differs from scikit-learn by ${worst:.4f} (> ${PARITY_TOLERANCE}) on {row}")
     return worst
+
+
+def reference_outputs(pipeline: Pipeline, rows: pd.DataFrame) -> np.ndarray:
+    """scikit-learn's values of the model's outputs, ``[N, len(outputs)]`` float64."""
+    regress = pipeline.steps[-1][1]
+    if hasattr(regress, "predict_all"):
+        return np.asarray(regress.predict_all(pipeline[:-1].transform(rows)), dtype=np.float64)
+    return np.asarray(pipeline.predict(rows), dtype=np.float64).reshape(-1, 1)

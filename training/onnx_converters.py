@@ -2,7 +2,8 @@
 
 skl2onnx converts the pipeline's preprocessing itself (``ColumnTransformer``,
 ``OrdinalEncoder``); the regressor converts to an exact lookup table of its prices
-(:mod:`training.onnx_lookup`).
+(:mod:`training.onnx_lookup`), one ``[N, outputs]`` tensor that
+:func:`training.export.to_onnx` splits into named outputs.
 
 :func:`register` installs the converter; it is idempotent.
 """
@@ -11,30 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from onnx import ModelProto, TensorProto
+from onnx import TensorProto
 from skl2onnx import update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType
 
 from training import onnx_lookup
 from training.estimator import BoostedLogPrice
 
-ML_OPSET = 5
-"""``ai.onnx.ml`` opset that defines ``TreeEnsemble``.
-
-skl2onnx 1.20 refuses to build a model above ``ai.onnx.ml`` 3, so converters declare
-3 and :func:`raise_ml_opset` sets the model's import to 5 afterwards (the
-``LabelEncoder`` nodes skl2onnx writes are valid in both)."""
-
-
-def raise_ml_opset(model: ModelProto) -> None:
-    """Declare ``ai.onnx.ml`` opset :data:`ML_OPSET`, which ``TreeEnsemble`` needs."""
-    for imp in model.opset_import:
-        if imp.domain == "ai.onnx.ml":
-            imp.version = ML_OPSET
-
 
 def _shape(operator: Any) -> None:
-    operator.outputs[0].type = FloatTensorType([None, 1])
+    operator.outputs[0].type = FloatTensorType([None, len(operator.raw_operator.outputs)])
 
 
 def _convert(scope: Any, operator: Any, container: Any) -> None:

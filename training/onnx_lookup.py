@@ -9,8 +9,10 @@ the grid has under 200,000 cells, so the whole ensemble, however many trees, bec
 one float32 table of prices, filled by calling scikit-learn's own ``predict`` once
 per cell; cells outside the valid ranges hold NaN.
 
-In ONNX a small ``TreeEnsemble`` finds a row's cell (one binary search per input,
-about 20 comparisons) and ``Gather`` reads its price. The graph prices exactly as
+In ONNX a small ``TreeEnsembleRegressor`` (``ai.onnx.ml`` opset 3, which every
+onnxruntime since 1.16 implements) finds a row's cell (one binary search per input,
+about 20 comparisons) and ``Gather`` reads its row of the table: the price, and with a
+price range its low and high bounds. The graph prices exactly as
 scikit-learn does, at a cost that no longer grows with the number of trees, so model
 quality and serving speed stop trading against each other.
 
@@ -27,16 +29,19 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
-from onnx import TensorProto, numpy_helper
+from onnx import TensorProto
 
 MAX_CELLS = 4_000_000
 """Largest table compiled (16 MB of float32)."""
 
 
 class Compilable(Protocol):
+    @property
+    def outputs(self) -> tuple[str, ...]: ...
+
     def breakpoints(self) -> list[np.ndarray]: ...
 
-    def predict(self, X: np.ndarray) -> np.ndarray: ...
+    def predict_all(self, X: np.ndarray) -> np.ndarray: ...
 
 
 def representatives(cuts: np.ndarray) -> np.ndarray:
@@ -47,90 +52,92 @@ def representatives(cuts: np.ndarray) -> np.ndarray:
 
 
 def table(estimator: Compilable, cuts: list[np.ndarray]) -> np.ndarray:
-    """The estimator's prices over the grid as float32, C order (the last input varies fastest)."""
+    """``[cells, outputs]`` float32: the estimator's outputs over the grid, cells in C order
+    (the last input varies fastest)."""
     axes = [representatives(c) for c in cuts]
     cells = int(np.prod([len(a) for a in axes]))
     if cells > MAX_CELLS:
         raise NotImplementedError(f"lookup grid of {cells} cells exceeds {MAX_CELLS}")
     grid = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
-    return np.asarray(estimator.predict(grid), dtype=np.float64).astype(np.float32)
+    values = np.asarray(estimator.predict_all(grid), dtype=np.float64).reshape(cells, -1)
+    return values.astype(np.float32)
 
 
 def binner_attributes(cuts: list[np.ndarray], strides: list[int]) -> dict[str, Any]:
-    """``TreeEnsemble`` attributes whose sum over trees is a row's cell number.
+    """``TreeEnsembleRegressor`` attributes whose sum over trees is a row's cell number.
 
     One balanced binary-search tree per input adds ``bin * stride`` (integers below
-    2**24, exact in float32); like scikit-learn, ``x <= threshold`` takes the true branch.
+    2**24, exact in float32); like scikit-learn, ``x <= threshold`` takes the true branch,
+    and a missing value (NaN) takes it too, down to the lowest (invalid) bin.
     """
-    feature_ids: list[int] = []
-    splits: list[float] = []
-    true_ids: list[int] = []
-    true_leaf: list[int] = []
-    false_ids: list[int] = []
-    false_leaf: list[int] = []
-    weights: list[float] = []
-    roots: list[int] = []
+    nodes: dict[str, list[Any]] = {
+        key: []
+        for key in (
+            "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
+            "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true",
+            "target_treeids", "target_nodeids", "target_ids", "target_weights",
+        )
+    }  # fmt: skip
 
-    def build(feature: int, cut: np.ndarray, lo: int, hi: int, stride: int) -> tuple[int, int]:
-        """Subtree over bins [lo, hi); returns (id, 1 if it is a leaf else 0)."""
+    def add(tree: int, node: int, feature: int, mode: str, value: float) -> int:
+        for key, item in (
+            ("nodes_treeids", tree), ("nodes_nodeids", node), ("nodes_featureids", feature), ("nodes_modes", mode),
+            ("nodes_values", value), ("nodes_truenodeids", 0), ("nodes_falsenodeids", 0),
+            ("nodes_missing_value_tracks_true", int(mode != "LEAF")),
+        ):  # fmt: skip
+            nodes[key].append(item)
+        return len(nodes["nodes_nodeids"]) - 1
+
+    def build(tree: int, feature: int, cut: np.ndarray, lo: int, hi: int, stride: int, node: int) -> int:
+        """Adds the subtree over bins [lo, hi) in preorder from id ``node``; returns the next free id."""
         if hi - lo == 1:
-            weights.append(float(lo * stride))
-            return len(weights) - 1, 1
+            add(tree, node, feature, "LEAF", 0.0)
+            for key, item in (("target_treeids", tree), ("target_nodeids", node), ("target_ids", 0)):
+                nodes[key].append(item)
+            nodes["target_weights"].append(float(lo * stride))
+            return node + 1
         mid = (lo + hi) // 2
-        index = len(feature_ids)
-        feature_ids.append(feature)
-        splits.append(float(cut[mid - 1]))  # bins lo..mid-1 are exactly the x <= cut[mid-1] side
-        for column in (true_ids, true_leaf, false_ids, false_leaf):
-            column.append(0)
-        true_ids[index], true_leaf[index] = build(feature, cut, lo, mid, stride)
-        false_ids[index], false_leaf[index] = build(feature, cut, mid, hi, stride)
-        return index, 0
+        index = add(tree, node, feature, "BRANCH_LEQ", float(cut[mid - 1]))  # bins lo..mid-1: x <= cut[mid-1]
+        nodes["nodes_truenodeids"][index] = node + 1
+        after_true = build(tree, feature, cut, lo, mid, stride, node + 1)
+        nodes["nodes_falsenodeids"][index] = after_true
+        return build(tree, feature, cut, mid, hi, stride, after_true)
 
+    trees = 0
     for feature, cut in enumerate(cuts):
         if cut.size:
-            root, _ = build(feature, cut, 0, cut.size + 1, strides[feature])
-            roots.append(root)
-    if not roots:
+            build(trees, feature, cut, 0, cut.size + 1, strides[feature], 0)
+            trees += 1
+    if not trees:
         raise NotImplementedError("the model never splits: nothing to compile")
-    return {
-        "n_targets": 1,
-        "aggregate_function": 1,  # SUM
-        "post_transform": 0,  # NONE
-        "tree_roots": roots,
-        "nodes_featureids": feature_ids,
-        "nodes_splits": numpy_helper.from_array(np.asarray(splits, dtype=np.float32), "nodes_splits"),
-        "nodes_modes": numpy_helper.from_array(np.zeros(len(splits), dtype=np.uint8), "nodes_modes"),  # BRANCH_LEQ
-        "nodes_truenodeids": true_ids,
-        "nodes_trueleafs": true_leaf,
-        "nodes_falsenodeids": false_ids,
-        "nodes_falseleafs": false_leaf,
-        "nodes_missing_value_tracks_true": [1] * len(splits),  # NaN goes left, to the invalid lowest cell
-        "leaf_targetids": [0] * len(weights),
-        "leaf_weights": numpy_helper.from_array(np.asarray(weights, dtype=np.float32), "leaf_weights"),
-    }
+    return {"n_targets": 1, "aggregate_function": "SUM", "post_transform": "NONE", **nodes}
 
 
 def add_lookup(scope: Any, container: Any, source: str, output: str, estimator: Compilable) -> None:
-    """Nodes computing ``estimator.predict(source)``: float32 [N, F] -> float32 [N, 1]."""
+    """Nodes computing ``estimator.predict_all(source)``: float32 [N, F] -> float32 [N, outputs]."""
     cuts = estimator.breakpoints()
-    values = table(estimator, cuts)  # filled at the breakpoints themselves, in float64
+    values = table(estimator, cuts)  # filled at the breakpoints themselves
     sizes = [len(representatives(c)) for c in cuts]
     strides = [int(np.prod(sizes[f + 1 :])) for f in range(len(sizes))]
-    if values.size >= 1 << 24:
+    if values.shape[0] >= 1 << 24:
         raise NotImplementedError("cell numbers would not be exact in float32")
 
     cell_f32: str = scope.get_unique_variable_name("cell_f32")
     container.add_node(
-        "TreeEnsemble",
+        "TreeEnsembleRegressor",
         source,
         cell_f32,
         op_domain="ai.onnx.ml",
-        op_version=3,  # declared as 3 for skl2onnx; raise_ml_opset() sets the model's import to 5
-        name=scope.get_unique_operator_name("TreeEnsemble"),
+        op_version=3,
+        name=scope.get_unique_operator_name("TreeEnsembleRegressor"),
         **binner_attributes(cuts, strides),
     )
+    flat: str = scope.get_unique_variable_name("cell_flat")
+    shape: str = scope.get_unique_variable_name("flat_shape")
+    container.add_initializer(shape, TensorProto.INT64, [1], [-1])
+    container.add_node("Reshape", [cell_f32, shape], flat, name=scope.get_unique_operator_name("Reshape"))
     cell: str = scope.get_unique_variable_name("cell")
-    container.add_node("Cast", cell_f32, cell, to=TensorProto.INT64, name=scope.get_unique_operator_name("Cast"))
+    container.add_node("Cast", flat, cell, to=TensorProto.INT64, name=scope.get_unique_operator_name("Cast"))
     table_name: str = scope.get_unique_variable_name("price_table")
-    container.add_initializer(table_name, TensorProto.FLOAT, values.shape, values)
+    container.add_initializer(table_name, TensorProto.FLOAT, values.shape, values.ravel())
     container.add_node("Gather", [table_name, cell], output, name=scope.get_unique_operator_name("Gather"), axis=0)

@@ -12,15 +12,12 @@ from datetime import UTC, datetime
 from importlib import metadata as pkg_metadata
 from typing import Any
 
-import numpy as np
 import onnx
-import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from inference.modelsettings import MODEL_NAME, SETTINGS_FORMAT, ModelFileError
-from inference.onnx_io import make_feeds, open_session, predict
 from inference.schema import FEATURES
-from training import data, export
+from training import data, export, gate
 from training.paths import TrainingPaths
 from training.pipeline import build_pipeline, describe
 from training.registry import Registry
@@ -47,14 +44,6 @@ class Outcome:
     candidate_mae: float
     current_mae: float | None
     current_version: int | None
-
-
-def mae_of(blob: bytes, frame: pd.DataFrame) -> float:
-    """MAE of an .onnx model on ``frame``; rows it cannot price count as infinitely wrong."""
-    columns = {n: frame[n].to_numpy() for n in FEATURES.names}
-    prices = predict(open_session(blob), make_feeds(columns)).astype(np.float64)
-    errors = np.abs(prices - frame[FEATURES.target].to_numpy())
-    return float(np.mean(np.where(np.isnan(errors), np.inf, errors)))
 
 
 def run(
@@ -100,6 +89,8 @@ def run(
             "train_rows": len(train),
             "data_fingerprint": f"sha256:{dataset.fingerprint()}",
             **describe(pipeline),
+            "outputs": list(export.model_outputs(pipeline)),
+            "min_onnxruntime": export.MIN_ONNXRUNTIME,
             "libraries": {"python": platform.python_version(), **{n: _version(n) for n in LIBRARIES}},
             "created_at": created_at,
         }
@@ -114,34 +105,28 @@ def run(
             "parity: onnxruntime within $%.6f of scikit-learn on all %d rows and around every split", worst, len(frame)
         )
 
-        candidate_mae = mae_of(blob, holdout)
-        current_mae = None
+        candidate = gate.score(blob, holdout)
+        current_scores = None
         if current is not None:
             try:
-                current_mae = mae_of(current.blob, holdout)
+                current_scores = gate.score(current.blob, holdout, current.settings.version)
             except Exception as exc:  # onnxruntime errors: the current model does not fit the schema
                 raise TrainingError(f"cannot score the current model v{current.settings.version}: {exc}") from None
-        promote = current_mae is None or candidate_mae < current_mae
+        decision = gate.decide(candidate, current_scores)
+        promote = decision.promote
+        candidate_mae = candidate.mae
+        current_mae = None if current_scores is None else current_scores.mae
         current_version = current.settings.version if current else None
-        if current is None:
-            log.info("decision: promote v%d (MAE %.2f; no current model)", version, candidate_mae)
-        else:
-            verdict = "promote" if promote else "reject"
-            log.info(
-                "decision: %s candidate (MAE %.2f) vs current v%d (MAE %.2f) on the same %d held-out rows",
-                verdict,
-                candidate_mae,
-                current_version,
-                current_mae,
-                len(holdout),
-            )
+        log.info("decision: %s v%d: %s", "promote" if promote else "reject", version, decision.reason)
 
         history: dict[str, Any] = {
             "time": created_at,
             "event": "train",
             "decision": "promoted" if promote else "rejected",
+            "reason": decision.reason,
             "candidate_mae": round(candidate_mae, 4),
             "current_mae": None if current_mae is None else round(current_mae, 4),
+            "price_range": candidate.record() or None,
             "current_version": current_version,
             "version": version if promote else None,
             "train_rows": len(train),
@@ -150,6 +135,8 @@ def run(
         }
         if promote:
             record["mae"] = round(candidate_mae, 4)
+            if candidate.record():
+                record["price_range"] = candidate.record()
             record["parity_max_abs_diff"] = worst
             onnx.helper.set_model_props(model, {**_props(model), "mae": str(record["mae"])})
             blob = model.SerializeToString()

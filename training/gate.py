@@ -1,0 +1,160 @@
+"""The gate: whether a candidate replaces the current model, and why.
+
+Both models are scored from their ``.onnx`` files with onnxruntime on the same held-out
+rows (:func:`score`). The rules, in order (:func:`decide`):
+
+1. A candidate whose MAE is not a finite number is rejected.
+2. A candidate with a price range is rejected if the range's coverage on the holdout is
+   more than :data:`COVERAGE_TOLERANCE` (3 points) away from its nominal level. On a
+   small data set that tolerance would reject well-calibrated ranges on sampling noise
+   alone, so it widens to :data:`NOISE_SIGMAS` standard errors of the measured coverage
+   where that is larger (the error of a binomial proportion over the held-out rows, plus
+   that of the calibration rows the range was fitted on). With the shipped data (4,056
+   held-out and about 7,100 calibration rows) three standard errors are 2.4 points, so
+   the tolerance is the plain 3 points.
+3. With no current model, the candidate is promoted.
+4. A strictly lower MAE promotes.
+5. **As good, and more capable.** A candidate whose MAE is not higher than the current
+   model's, and which adds a capability the current model lacks (a price range, or a
+   graph that runs on an older onnxruntime), is promoted. This is how a change of
+   format or interface reaches the registry through the gate rather than by hand; MAE
+   stays the primary criterion, since it can only tie, never lose.
+6. Anything else is rejected.
+
+The decision's reason names the figures it used; training logs it and writes it to the
+history, so no promotion or rejection is ever silent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, metadata, open_session, predict_outputs
+from inference.schema import FEATURES
+
+COVERAGE_TOLERANCE = 0.03
+"""Largest allowed |coverage - nominal level| of a candidate's price range on the holdout."""
+
+NOISE_SIGMAS = 3.0
+"""On small data, the tolerance is at least this many standard errors of the coverage."""
+
+PORTABLE_RUNTIME = (1, 16)
+"""A model whose ``min_onnxruntime`` is at most this runs on every onnxruntime we support."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One model's figures on the gate's held-out rows."""
+
+    mae: float
+    """Mean absolute error in USD; infinite if the model cannot price a held-out row."""
+    min_onnxruntime: str | None
+    """From the model's metadata; None for models that do not record it."""
+    level: float | None = None
+    """The price range's nominal coverage (e.g. 0.8); None for a model without a range."""
+    coverage: float | None = None
+    """Share of held-out prices inside the range."""
+    mean_width: float | None = None
+    """Mean of ``price_high - price_low`` in USD."""
+    holdout_rows: int = 0
+    calibration_rows: int = 0
+    version: int | None = None
+    """Training rows the range was calibrated on (from the model's metadata)."""
+
+    def coverage_tolerance(self) -> float:
+        """:data:`COVERAGE_TOLERANCE`, or :data:`NOISE_SIGMAS` standard errors where larger."""
+        if self.level is None or self.holdout_rows <= 0:
+            return COVERAGE_TOLERANCE
+        inverse = 1 / self.holdout_rows + (1 / self.calibration_rows if self.calibration_rows > 0 else 0.0)
+        return max(COVERAGE_TOLERANCE, NOISE_SIGMAS * math.sqrt(self.level * (1 - self.level) * inverse))
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        found = set()
+        if self.level is not None:
+            found.add(f"a price range ({self.level:.0%})")
+        if self.min_onnxruntime is not None and _version(self.min_onnxruntime) <= PORTABLE_RUNTIME:
+            found.add(f"runs on onnxruntime >= {self.min_onnxruntime}")
+        return frozenset(found)
+
+    def describe(self) -> str:
+        text = f"MAE {self.mae:.2f}"
+        if self.coverage is not None and self.level is not None:
+            text += f", {self.level:.0%} range covering {self.coverage:.1%} (mean width ${self.mean_width:,.0f})"
+        return text
+
+    def record(self) -> dict[str, object]:
+        """The price range's figures for modelsettings.json and the history (empty without a range)."""
+        if self.level is None or self.coverage is None or self.mean_width is None:
+            return {}
+        return {"level": self.level, "coverage": round(self.coverage, 4), "mean_width": round(self.mean_width, 2)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def score(blob: bytes, holdout: pd.DataFrame, version: int | None = None) -> Scores:
+    """Score an ``.onnx`` model on ``holdout``: MAE, and the price range's coverage and width if it has one."""
+    session = open_session(blob)
+    props = metadata(session)
+    names = [o.name for o in session.get_outputs()]
+    ranged = all(n in names for n in RANGE_OUTPUTS) and "price_range_level" in props
+    wanted = [OUTPUT, *RANGE_OUTPUTS] if ranged else [OUTPUT]
+    columns = {n: holdout[n].to_numpy() for n in FEATURES.names}
+    values = predict_outputs(session, make_feeds(columns), wanted).astype(np.float64)
+    actual = holdout[FEATURES.target].to_numpy(dtype=np.float64)
+    errors = np.abs(values[:, 0] - actual)
+    mae = float(np.mean(np.where(np.isnan(errors), np.inf, errors)))
+    if not ranged:
+        return Scores(mae, props.get("min_onnxruntime"), holdout_rows=len(holdout), version=version)
+    low, high = values[:, 1], values[:, 2]
+    inside = (low <= actual) & (actual <= high)  # NaN bounds count as a miss
+    return Scores(
+        mae,
+        props.get("min_onnxruntime"),
+        level=float(props["price_range_level"]),
+        coverage=float(np.mean(inside)),
+        mean_width=float(np.nanmean(high - low)) if np.isfinite(high - low).any() else math.inf,
+        holdout_rows=len(holdout),
+        calibration_rows=int(props.get("price_range_calibration_rows", "0") or 0),
+        version=version,
+    )
+
+
+def decide(candidate: Scores, current: Scores | None) -> Decision:
+    """Apply the module's rules; the reason quotes both models' figures."""
+    if not math.isfinite(candidate.mae):
+        return Decision(False, f"the candidate's MAE is {candidate.mae}, not a finite number")
+    if candidate.level is not None:
+        coverage = candidate.coverage if candidate.coverage is not None else math.nan
+        tolerance = candidate.coverage_tolerance()
+        if not abs(coverage - candidate.level) <= tolerance:
+            return Decision(
+                False,
+                f"the candidate's price range covers {coverage:.1%} of {candidate.holdout_rows} held-out prices, "
+                f"more than {tolerance:.1%} from its nominal {candidate.level:.0%}",
+            )
+    if current is None:
+        return Decision(True, f"no current model; candidate {candidate.describe()}")
+    label = "current" if current.version is None else f"current v{current.version}"
+    versus = f"candidate {candidate.describe()} vs {label} {current.describe()}"
+    if candidate.mae < current.mae:
+        return Decision(True, f"lower MAE: {versus}")
+    added = sorted(candidate.capabilities - current.capabilities)
+    if added and candidate.mae <= current.mae:
+        return Decision(True, f"as good (MAE not higher) and adds {' and '.join(added)}: {versus}")
+    return Decision(False, f"MAE not lower: {versus}")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(".")[:2])
+    except ValueError:
+        return (999,)
