@@ -45,20 +45,45 @@ class DiamondBatch(BaseModel):
     diamonds: list[Diamond] = Field(min_length=1, max_length=MAX_BATCH)  # type: ignore[valid-type]
 
 
+class PriceRange(BaseModel):
+    """A calibrated central interval around the price: ``low <= price <= high``."""
+
+    low: float = Field(description="Lower bound in USD, rounded to cents.")
+    high: float = Field(description="Upper bound in USD, rounded to cents.")
+    level: float = Field(
+        description="Nominal share of diamonds whose price falls inside (0.8: an 80% range, the 10th to the 90th "
+        "percentile); the coverage measured on the training holdout is in GET / (model.price_range)."
+    )
+
+
+RANGE_NULL = "null when the serving model has no price range (models before v3)."
+
+
 class Price(BaseModel):
     price: float = Field(description="Predicted price in USD, rounded to cents.")
+    price_range: PriceRange | None = Field(description=f"Where the price is likely to fall; {RANGE_NULL}")
     model_version: int
 
 
 class Prices(BaseModel):
     prices: list[float] = Field(description="One price in USD per diamond, in request order.")
+    price_ranges: list[PriceRange] | None = Field(
+        description=f"One price range per diamond, in request order; {RANGE_NULL}"
+    )
     model_version: int
+
+
+class RangeRecord(BaseModel):
+    level: float = Field(description="Nominal coverage, e.g. 0.8.")
+    coverage: float = Field(description="Share of the training holdout's prices inside the range.")
+    mean_width: float = Field(description="Mean of high - low on the training holdout, in USD.")
 
 
 class ModelInfo(BaseModel):
     name: str
     version: int
     mae: float = Field(description="Mean absolute error in USD on the training holdout.")
+    price_range: RangeRecord | None = Field(default=None, description=f"The price range's calibration; {RANGE_NULL}")
     sha256: str
     loaded_at: float = Field(description="Unix time the model was loaded by this process.")
 

@@ -20,12 +20,13 @@ class RowBatcher:
     """Rows queued in one event-loop turn are priced by one model call at the end of it."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[LoadedModel, Any, asyncio.Future[float]]] = []
+        self._pending: list[tuple[LoadedModel, Any, asyncio.Future[list[float]]]] = []
 
-    async def price(self, model: LoadedModel, row: Any) -> float:
-        """The row's price in USD rounded to cents; :class:`UnpriceableRows` outside the schema."""
+    async def price(self, model: LoadedModel, row: Any) -> list[float]:
+        """The row's values of ``model.outputs`` in USD rounded to cents (see
+        :meth:`LoadedModel.price_cents`); :class:`UnpriceableRows` outside the schema."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[float] = loop.create_future()
+        future: asyncio.Future[list[float]] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)  # after the handlers already ready in this turn
         self._pending.append((model, row, future))
@@ -33,14 +34,14 @@ class RowBatcher:
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        groups: dict[int, list[tuple[LoadedModel, Any, asyncio.Future[float]]]] = {}
+        groups: dict[int, list[tuple[LoadedModel, Any, asyncio.Future[list[float]]]]] = {}
         for item in pending:  # a request keeps the model it started with, even across a swap
             groups.setdefault(id(item[0]), []).append(item)
         for items in groups.values():
             model = items[0][0]
             rows = [row for _, row, _ in items]
             try:
-                outcomes: list[float | BaseException] = list(model.price_rows(rows))
+                outcomes: list[list[float] | BaseException] = list(model.price_rows(rows))
             except UnpriceableRows:  # rare: price one by one, so that only the bad rows fail
                 outcomes = [_price_or_error(model, row) for row in rows]
             except Exception as exc:
@@ -54,7 +55,7 @@ class RowBatcher:
                     future.set_result(outcome)
 
 
-def _price_or_error(model: LoadedModel, row: Any) -> float | BaseException:
+def _price_or_error(model: LoadedModel, row: Any) -> list[float] | BaseException:
     try:
         (price,) = model.price_rows([row])
     except UnpriceableRows as exc:

@@ -45,7 +45,19 @@ def serving_model(request: Request) -> LoadedModel:
 
 def model_info(model: LoadedModel) -> dict[str, Any]:
     s = model.settings
-    return {"name": s.name, "version": s.version, "mae": s.mae, "sha256": s.sha256, "loaded_at": model.loaded_at}
+    recorded = (s.model_extra or {}).get("price_range")
+    keys = ("level", "coverage", "mean_width")
+    calibration = None
+    if isinstance(recorded, dict) and all(isinstance(recorded.get(k), int | float) for k in keys):
+        calibration = {k: recorded[k] for k in keys} if model.range_level is not None else None
+    return {
+        "name": s.name,
+        "version": s.version,
+        "mae": s.mae,
+        "price_range": calibration,
+        "sha256": s.sha256,
+        "loaded_at": model.loaded_at,
+    }
 
 
 async def health(request: Request) -> Response:
@@ -65,7 +77,14 @@ async def ready(request: Request) -> Response:
     return await health(request)
 
 
-def _prices(model: LoadedModel, rows: list[Any]) -> list[float]:
+def price_range(model: LoadedModel, values: list[float]) -> dict[str, float | None] | None:
+    """``{"low", "high", "level"}`` from a row's output values, or None for a model without a range."""
+    if len(values) < 3:
+        return None
+    return {"low": values[1], "high": values[2], "level": model.range_level}
+
+
+def _prices(model: LoadedModel, rows: list[Any]) -> list[list[float]]:
     try:
         return model.price_rows(rows)
     except UnpriceableRows as exc:
@@ -77,11 +96,13 @@ async def diamond_price(request: Request) -> Response:
     model = serving_model(request)
     batcher: RowBatcher = request.app.state.batcher
     try:
-        price = await batcher.price(model, diamond)
+        values = await batcher.price(model, diamond)
     except UnpriceableRows as exc:
         raise InvalidInput(str(exc)) from None
     request.state.rows = 1
-    return json_response({"price": price, "model_version": model.version})
+    return json_response(
+        {"price": values[0], "price_range": price_range(model, values), "model_version": model.version}
+    )
 
 
 async def diamond_prices(request: Request) -> Response:
@@ -89,11 +110,12 @@ async def diamond_prices(request: Request) -> Response:
     model = serving_model(request)
     rows = batch.diamonds
     if len(rows) <= INLINE_ROWS:
-        prices = _prices(model, rows)
+        values = _prices(model, rows)
     else:
-        prices = await anyio.to_thread.run_sync(_prices, model, rows)
+        values = await anyio.to_thread.run_sync(_prices, model, rows)
     request.state.rows = len(rows)
-    return json_response({"prices": prices, "model_version": model.version})
+    ranges = [price_range(model, v) for v in values] if model.range_level is not None else None
+    return json_response({"prices": [v[0] for v in values], "price_ranges": ranges, "model_version": model.version})
 
 
 def check_token(request: Request, token: str | None) -> None:

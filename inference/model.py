@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from inference.modelsettings import ModelFileError, ModelSettings, read_verified_model
-from inference.onnx_io import OUTPUT, make_feeds, metadata, open_session, predict
+from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, metadata, open_session, predict, predict_outputs
 from inference.schema import FEATURES, FeatureSchema
 
 log = logging.getLogger(__name__)
@@ -60,24 +61,40 @@ class LoadedModel:
     def sha256(self) -> str:
         return self.settings.sha256
 
-    def predict(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return predict(self.session, feeds)
+    @cached_property
+    def outputs(self) -> tuple[str, ...]:
+        """``("price",)``, or ``("price", "price_low", "price_high")`` for a model with a price range."""
+        names = {o.name for o in self.session.get_outputs()}
+        return (OUTPUT, *RANGE_OUTPUTS) if all(n in names for n in RANGE_OUTPUTS) else (OUTPUT,)
 
-    def price_rows(self, rows: Sequence[Any], schema: FeatureSchema = FEATURES) -> list[float]:
+    @cached_property
+    def range_level(self) -> float | None:
+        """The price range's nominal coverage (0.8 for an 80% range); None without a range."""
+        if len(self.outputs) == 1:
+            return None
+        try:
+            return float(metadata(self.session).get("price_range_level", "nan"))
+        except ValueError:
+            return math.nan
+
+    def price_rows(self, rows: Sequence[Any], schema: FeatureSchema = FEATURES) -> list[list[float]]:
         """:meth:`price_cents` of objects with one attribute per feature (validated requests)."""
         return self.price_cents(make_feeds({n: [getattr(row, n) for row in rows] for n in schema.names}, schema))
 
-    def price_cents(self, feeds: dict[str, np.ndarray]) -> list[float]:
-        """Prices in USD rounded to cents; :class:`UnpriceableRows` if any is NaN."""
-        prices = self.predict(feeds).astype(np.float64)
-        if len(prices) <= SMALL_BATCH:  # plain Python beats numpy's per-call overhead on a few rows
-            values: list[float] = prices.tolist()
-            if not all(math.isfinite(v) for v in values):
-                raise UnpriceableRows([i for i, v in enumerate(values) if not math.isfinite(v)][:10])
-            return [round(v * 100.0) / 100.0 for v in values]  # == np.rint(x * 100) / 100, bit for bit
-        if not np.isfinite(prices).all():
-            raise UnpriceableRows(np.flatnonzero(~np.isfinite(prices))[:10].tolist())
-        cents: list[float] = (np.rint(prices * 100.0) / 100.0).tolist()
+    def price_cents(self, feeds: dict[str, np.ndarray]) -> list[list[float]]:
+        """Per row, the values of :attr:`outputs` in USD rounded to cents (the price, and the
+        range's low and high where the model has one), from one onnxruntime call;
+        :class:`UnpriceableRows` if any row has no price."""
+        values = predict_outputs(self.session, feeds, self.outputs).astype(np.float64)
+        if len(values) <= SMALL_BATCH:  # plain Python beats numpy's per-call overhead on a few rows
+            rows: list[list[float]] = values.tolist()
+            if not all(math.isfinite(v) for row in rows for v in row):
+                raise UnpriceableRows([i for i, row in enumerate(rows) if not all(map(math.isfinite, row))][:10])
+            return [[round(v * 100.0) / 100.0 for v in row] for row in rows]  # == np.rint(x * 100) / 100
+        finite = np.isfinite(values).all(axis=1)
+        if not finite.all():
+            raise UnpriceableRows(np.flatnonzero(~finite)[:10].tolist())
+        cents: list[list[float]] = (np.rint(values * 100.0) / 100.0).tolist()
         return cents
 
 
@@ -201,6 +218,10 @@ class ModelHolder:
         outputs = [o.name for o in session.get_outputs()]
         if OUTPUT not in outputs:
             raise ModelFileError(f"model has no {OUTPUT!r} output (outputs: {outputs})")
+        if any(n in outputs for n in RANGE_OUTPUTS) and not all(n in outputs for n in RANGE_OUTPUTS):
+            raise ModelFileError(
+                f"model has only one of the price range's outputs {RANGE_OUTPUTS} (outputs: {outputs})"
+            )
         carried = metadata(session).get("feature_schema")
         if carried is not None:
             try:

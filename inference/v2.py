@@ -25,11 +25,11 @@ from inference.endpoints import holder_of
 from inference.errors import BadRequest, ModelUnavailable, ServiceError
 from inference.model import LoadedModel, UnpriceableRows
 from inference.modelsettings import MODEL_NAME
-from inference.onnx_io import OUTPUT, make_feeds
+from inference.onnx_io import make_feeds
 from inference.openapi import Operation
 from inference.schema import FeatureSchema
 from inference.v2_binary import HEADER_LENGTH, encode_response, parse_json, read_body
-from inference.v2_tensors import binary_outputs, clip, decode_inputs, tensor_metadata
+from inference.v2_tensors import clip, decode_inputs, requested_outputs, tensor_metadata
 
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data"]
@@ -95,7 +95,7 @@ async def model_ready(request: Request) -> Response:
 async def model_metadata(request: Request) -> Response:
     """``GET /v2/models/{name}[/versions/{v}]``: the model's versions, platform and tensors."""
     model = _serving_model(request)
-    inputs, outputs = tensor_metadata(holder_of(request).schema)
+    inputs, outputs = tensor_metadata(holder_of(request).schema, model.outputs)
     body = v.ModelMetadata(
         name=model.settings.name, versions=[str(model.version)], platform=PLATFORM, inputs=inputs, outputs=outputs
     )
@@ -121,24 +121,27 @@ def _infer(model: LoadedModel, schema: FeatureSchema, head: bytes, binary: memor
         req = v.InferenceRequest.model_validate(raw)
     except ValidationError as exc:
         raise BadRequest(f"invalid inference request: {_problems(exc, raw)}") from None
-    as_binary = binary_outputs(req)
+    wanted = requested_outputs(req, model.outputs)
     columns = decode_inputs(req.inputs, binary, schema)
     try:
         cents = np.asarray(model.price_cents(make_feeds(columns, schema)), dtype=np.float64)
     except UnpriceableRows as exc:
         raise BadRequest(str(exc)) from None
-    output: dict[str, Any] = {"name": OUTPUT, "datatype": "FP32", "shape": [len(cents), 1]}
-    blobs = []
-    if as_binary:
-        blob = cents.astype("<f4").tobytes()
-        output["parameters"] = {"binary_data_size": len(blob)}
-        blobs.append(blob)
-    else:
-        output["data"] = cents.tolist()
+    outputs, blobs = [], []
+    for name, as_binary in wanted:
+        values = cents[:, model.outputs.index(name)]
+        output: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": [len(values), 1]}
+        if as_binary:
+            blob = values.astype("<f4").tobytes()
+            output["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            output["data"] = values.tolist()
+        outputs.append(output)
     header: dict[str, Any] = {"model_name": model.settings.name, "model_version": str(model.version)}
     if req.id is not None:
         header["id"] = req.id
-    header["outputs"] = [output]
+    header["outputs"] = outputs
     return len(cents), encode_response(header, blobs)
 
 
@@ -169,7 +172,9 @@ _BINARY = {
 _NOT_READY = "No model is loaded"
 _INFER_DESCRIPTION = (
     "Open Inference Protocol inference: `carat` FP32 and `cut`, `color`, `clarity` BYTES, each of shape [N] or "
-    "[N, 1]; returns `price` FP32 [N, 1] in USD, rounded to cents. With the binary tensor data extension the "
+    "[N, 1]; returns `price` FP32 [N, 1] in USD, rounded to cents, and, for a model with a price range, "
+    "`price_low` and `price_high` (its 80% range; see the metadata's outputs). The request's `outputs` selects "
+    "and orders them, each with its own `binary_data` parameter. With the binary tensor data extension the "
     "body is the JSON object, then the binary tensors (little-endian; BYTES elements length-prefixed), and "
     "`Inference-Header-Content-Length` gives the JSON's length; binary outputs come back the same way."
 )

@@ -31,13 +31,15 @@ SHOWN = 5
 Column = np.ndarray | list[str]
 
 
-def tensor_metadata(schema: FeatureSchema) -> tuple[list[TensorMetadata], list[TensorMetadata]]:
+def tensor_metadata(
+    schema: FeatureSchema, outputs: Sequence[str] = (OUTPUT,)
+) -> tuple[list[TensorMetadata], list[TensorMetadata]]:
     """The model's inputs and outputs as V2 tensor metadata; -1 is the batch dimension."""
     inputs = [
         TensorMetadata(name=n, datatype=NUMERIC if n in schema.numeric else CATEGORICAL, shape=[-1, 1])
         for n in schema.names
     ]
-    return inputs, [TensorMetadata(name=OUTPUT, datatype=NUMERIC, shape=[-1, 1])]
+    return inputs, [TensorMetadata(name=n, datatype=NUMERIC, shape=[-1, 1]) for n in outputs]
 
 
 def decode_inputs(inputs: Sequence[RequestInput], binary: memoryview, schema: FeatureSchema) -> dict[str, Column]:
@@ -102,21 +104,26 @@ def _flag(parameters: Parameters | None, key: str, default: bool, where: str = "
     return value
 
 
-def binary_outputs(req: InferenceRequest) -> bool:
-    """Whether ``price`` goes back as binary data: its own ``binary_data``, else ``binary_data_output``."""
+def requested_outputs(req: InferenceRequest, available: Sequence[str]) -> list[tuple[str, bool]]:
+    """``(output, as binary)`` for each output to return, as the protocol specifies: the
+    request's ``outputs`` in their order, or every output of the model when it names none.
+    Each output's own ``binary_data`` wins over the request's ``binary_data_output``."""
     default = _flag(req.parameters, "binary_data_output", False)
     if not req.outputs:
-        return default
-    names = [o.name for o in req.outputs]
-    unknown = [n for n in names if n != OUTPUT]
-    if unknown or len(names) > 1:
-        what = f"unknown output {clip(unknown[0])}" if unknown else f"output {OUTPUT!r} is requested twice"
-        raise BadRequest(f"{what}: the model has one output, {OUTPUT!r}")
-    (out,) = req.outputs
-    unsupported = sorted(k for k in out.parameters or {} if k == "classification" or k.startswith("shared_memory"))
-    if unsupported:
-        raise BadRequest(f"output {OUTPUT!r}: parameter {clip(unsupported[0])} is not supported by this server")
-    return _flag(out.parameters, "binary_data", default, f"output {OUTPUT!r}: ")
+        return [(name, default) for name in available]
+    chosen: list[tuple[str, bool]] = []
+    for out in req.outputs:
+        if out.name not in available:
+            raise BadRequest(f"unknown output {clip(out.name)}: the model's outputs are {', '.join(available)}")
+        if any(out.name == name for name, _ in chosen):
+            raise BadRequest(f"output {clip(out.name)} is requested twice")
+        unsupported = sorted(k for k in out.parameters or {} if k == "classification" or k.startswith("shared_memory"))
+        if unsupported:
+            raise BadRequest(
+                f"output {clip(out.name)}: parameter {clip(unsupported[0])} is not supported by this server"
+            )
+        chosen.append((out.name, _flag(out.parameters, "binary_data", default, f"output {clip(out.name)}: ")))
+    return chosen
 
 
 def _rows(inp: RequestInput) -> int:

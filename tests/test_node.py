@@ -93,6 +93,10 @@ def sample_rows(n: int = 1000, seed: int = 20) -> tuple[list[Row], np.ndarray]:
 
 def python_prices(model: Path, rows: list[Row]) -> np.ndarray:
     """Python onnxruntime on the rows, fed as an embedder would: NaN or '' where a value is not usable."""
+    return predict(open_session(model.read_bytes()), embedder_feeds(rows))
+
+
+def embedder_feeds(rows: list[Row]) -> dict[str, np.ndarray]:
     feeds: dict[str, np.ndarray] = {}
     for name in FEATURES.numeric:
         wide = np.array([r[name] if isinstance(r[name], float) else np.nan for r in rows], dtype=np.float64)
@@ -100,7 +104,7 @@ def python_prices(model: Path, rows: list[Row]) -> np.ndarray:
             feeds[name] = wide.astype(np.float32).reshape(-1, 1)
     for name in FEATURES.categorical:
         feeds[name] = np.array([r[name] if isinstance(r[name], str) else "" for r in rows], dtype=object).reshape(-1, 1)
-    return predict(open_session(model.read_bytes()), feeds)
+    return feeds
 
 
 def run_node(*args: str, script: str | None = None) -> Any:
@@ -159,6 +163,17 @@ def test_node_example_prints_prices_and_null_where_it_cannot_price(
     assert [p is None for p in prices] == outside.tolist()
     assert [p is not None for p in out["problems"]] == outside.tolist()
     assert max(abs(p - float(x)) for p, x in zip(prices, python, strict=True) if p is not None) <= TOLERANCE
+    session = open_session(model.read_bytes())
+    if "price_range_level" in metadata(session):  # the range, where the model has one
+        _, low, high = (o.ravel() for o in session.run(["price", "price_low", "price_high"], embedder_feeds(rows)))
+        ranges = out["price_ranges"]
+        assert [r is None for r in ranges] == outside.tolist()
+        for r, lo, hi, p in zip(ranges, low, high, prices, strict=True):
+            if r is not None:
+                assert abs(r["low"] - float(lo)) <= TOLERANCE and abs(r["high"] - float(hi)) <= TOLERANCE
+                assert r["low"] <= p <= r["high"] and r["level"] == 0.8
+    else:
+        assert "price_ranges" not in out
     # Rows on stdin; a batch of one inside the schema.
     done = subprocess.run(
         [node(), "predict.mjs", str(model)],

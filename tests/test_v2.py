@@ -102,12 +102,24 @@ class Reply(Protocol):
     def content(self) -> bytes: ...
 
 
-def read_binary_price(r: Reply) -> tuple[dict[str, Any], np.ndarray]:
+def read_binary_outputs(r: Reply) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON header and each binary output, in the order the header lists them."""
     split = int(r.headers[HEADER])
     header = json.loads(r.content[:split])
-    (out,) = header["outputs"]
-    assert out["parameters"]["binary_data_size"] == len(r.content) - split
-    return header, np.frombuffer(r.content[split:], dtype="<f4").reshape(out["shape"])
+    found, offset = {}, split
+    for out in header["outputs"]:
+        if "data" in out:
+            continue
+        size = out["parameters"]["binary_data_size"]
+        found[out["name"]] = np.frombuffer(r.content[offset : offset + size], dtype="<f4").reshape(out["shape"])
+        offset += size
+    assert offset == len(r.content)
+    return header, found
+
+
+def read_binary_price(r: Reply) -> tuple[dict[str, Any], np.ndarray]:
+    header, found = read_binary_outputs(r)
+    return header, found["price"]
 
 
 # --- the reference client against a real server process ---------------------------------------------
@@ -156,7 +168,9 @@ def test_reference_client_health_and_metadata(triton: tuple[httpclient.Inference
         ("color", "BYTES", [-1, 1]),
         ("clarity", "BYTES", [-1, 1]),
     ]
-    assert meta["outputs"] == [{"name": "price", "datatype": "FP32", "shape": [-1, 1]}]
+    assert meta["outputs"] == [
+        {"name": n, "datatype": "FP32", "shape": [-1, 1]} for n in ("price", "price_low", "price_high")
+    ]
     for name, version in (("other", ""), (MODEL, "2")):
         with pytest.raises(InferenceServerException) as err:
             client.get_model_metadata(name, version)
@@ -279,9 +293,12 @@ def test_json_and_binary_prices_equal_the_json_api(client: TestClient, rows: int
         assert r.status_code == 200, r.text
         response = v2_models.InferenceResponse.model_validate(r.json())
         assert response.id == "x" and response.model_name == MODEL and response.model_version == "1"
-        (out,) = response.outputs
-        assert out.name == "price" and out.datatype == "FP32" and out.shape == [rows, 1]
-        assert out.data == api_prices(client, sample)
+        assert [o.name for o in response.outputs] == ["price", "price_low", "price_high"]
+        assert all(o.datatype == "FP32" and o.shape == [rows, 1] for o in response.outputs)
+        price, low, high = (o.data for o in response.outputs)
+        assert price == api_prices(client, sample)
+        ranges = client.post("/diamond_prices", json={"diamonds": sample}).json()["price_ranges"]
+        assert low == [r["low"] for r in ranges] and high == [r["high"] for r in ranges]
     body, headers = binary_request(sample, parameters={"binary_data_output": True})
     r = client.post(INFER, content=body, headers=headers)
     assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"

@@ -4,7 +4,8 @@
 //   node predict.mjs MODEL.onnx rows.json        # or: ... | node predict.mjs MODEL.onnx
 //
 // rows.json: [{"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}, ...]
-// Prints {"name", "version", "prices", "problems"}: a price in USD (rounded to cents) per row, or
+// Prints {"name", "version", "prices", "problems"} (and "price_ranges" for a model with a range:
+// {"low", "high", "level"} per row): a price in USD (rounded to cents) per row, or
 // null with the reason in "problems" when the row cannot be priced. The rule: validate every row
 // against the feature schema the model carries, and treat NaN as "cannot price"; never
 // substitute a default.
@@ -65,6 +66,11 @@ export function problem(row, schema) {
 
 /** The model's raw float32 prices for ``rows``: NaN for every row outside the schema. */
 export async function modelPrices(session, schema, rows) {
+  return (await modelOutputs(session, schema, rows)).price.data;
+}
+
+/** Every output of the model for ``rows`` (``price``, and ``price_low``/``price_high`` when it has a range). */
+export async function modelOutputs(session, schema, rows) {
   const feeds = {};
   const shape = [rows.length, 1];
   for (const name of Object.keys(schema.numeric)) {
@@ -74,8 +80,7 @@ export async function modelPrices(session, schema, rows) {
   for (const name of Object.keys(schema.categorical)) {
     feeds[name] = new ort.Tensor('string', rows.map((r) => (typeof r?.[name] === 'string' ? r[name] : '')), shape);
   }
-  const { price } = await session.run(feeds);
-  return price.data;
+  return session.run(feeds);
 }
 
 async function main([modelPath, rowsPath]) {
@@ -89,10 +94,20 @@ async function main([modelPath, rowsPath]) {
   else for await (const chunk of process.stdin) text += chunk;
   const parsed = JSON.parse(text);
   const rows = Array.isArray(parsed) ? parsed : parsed.diamonds;
-  const raw = rows.length ? await modelPrices(session, schema, rows) : [];
+  const out = rows.length ? await modelOutputs(session, schema, rows) : {};
+  const raw = out.price?.data ?? [];
   const problems = rows.map((row, i) => problem(row, schema) ?? (Number.isFinite(raw[i]) ? null : 'the model cannot price this row'));
-  const prices = rows.map((_, i) => (problems[i] === null ? Math.round(raw[i] * 100) / 100 : null));
-  console.log(JSON.stringify({ name: meta.name, version: Number(meta.version), prices, problems }));
+  const cents = (x) => Math.round(x * 100) / 100;
+  const prices = rows.map((_, i) => (problems[i] === null ? cents(raw[i]) : null));
+  const result = { name: meta.name, version: Number(meta.version), prices, problems };
+  if (meta.price_range_level) {
+    // The model's price range: low <= price <= high for the share of diamonds the level says (0.8 = 80%).
+    const level = Number(meta.price_range_level);
+    result.price_ranges = rows.map((_, i) => (problems[i] === null
+      ? { low: cents(out.price_low.data[i]), high: cents(out.price_high.data[i]), level }
+      : null));
+  }
+  console.log(JSON.stringify(result));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
