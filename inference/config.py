@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from inference.paths import PROJECT_ROOT, resolve_paths
 
 
 class ConfigError(ValueError):
@@ -74,7 +74,7 @@ class Settings:
                 return False
             raise ConfigError(f"{name} must be 0 or 1, got {raw!r}")
 
-        settings_path = path("MODEL_SETTINGS", cls.model_settings)
+        paths = resolve_paths(env)
         try:
             interval = float(env.get("RELOAD_INTERVAL") or cls.reload_interval)
         except ValueError:
@@ -82,8 +82,8 @@ class Settings:
         if not 0.05 <= interval <= 60:
             raise ConfigError("RELOAD_INTERVAL must be between 0.05 and 60 seconds")
         return cls(
-            model_settings=settings_path,
-            model_registry=path("MODEL_REGISTRY", settings_path.parent / "model_registry"),
+            model_settings=paths.settings,
+            model_registry=paths.registry,
             host=env.get("HOST") or cls.host,
             port=integer("PORT", cls.port, 0),
             workers=integer("WORKERS", cls.workers, 1),

@@ -16,8 +16,9 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from inference.app import create_app
-from inference.config import PROJECT_ROOT, Settings
+from inference.config import Settings
 from inference.docs import docs_routes
+from inference.paths import PROJECT_ROOT
 
 STATIC_DIR = PROJECT_ROOT / "static"
 OWN_FILES = ("docs.html", "redoc.html", "swagger-init.js", "same-origin-images.js")

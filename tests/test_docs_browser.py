@@ -19,7 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import ConsoleMessage, Error, Page, Request, Route, sync_playwright
 
-from inference.config import PROJECT_ROOT
+from inference.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

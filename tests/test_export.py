@@ -17,7 +17,7 @@ from inference.onnx_io import make_feeds, predict
 from inference.schema import FEATURES
 from tests.conftest import TINY, make_db
 from training import data, export
-from training.estimator import float32_below, float32_floor
+from training.estimator import float32_below, float32_floor, split_thresholds
 from training.pipeline import build_pipeline
 
 
@@ -293,3 +293,23 @@ def test_a_threshold_off_by_one_float32_is_caught_by_the_export_check(fitted: tu
         del regress.breakpoints
     with pytest.raises(export.ExportError, match=r"differs from scikit-learn|disagree"):
         export.check_parity(blob, pipe, ds.frame.iloc[:10])
+
+
+def test_the_private_tree_structure_the_export_reads_is_as_expected(fitted: tuple[Pipeline, data.Dataset]) -> None:
+    """The export reads scikit-learn's private ``_predictors[i][j].nodes``; pyproject.toml bounds
+    scikit-learn to the tested versions, and this test fails first, clearly, if a release changes them."""
+    pipe, _ = fitted
+    model = pipe.named_steps["regress"].models_[0]
+    nodes = model._predictors[0][0].nodes
+    for field in ("feature_idx", "num_threshold", "is_leaf", "is_categorical", "left", "right", "value"):
+        assert field in nodes.dtype.names, f"scikit-learn changed TreePredictor.nodes: no {field!r}"
+    splits = list(split_thresholds(model))
+    assert splits and all(isinstance(f, int) and isinstance(t, float) for f, t in splits)
+
+
+def test_a_changed_tree_structure_fails_the_export_with_a_clear_message() -> None:
+    from types import SimpleNamespace
+
+    changed = SimpleNamespace(_predictors=[[object()]])  # a predictor without .nodes
+    with pytest.raises(NotImplementedError, match="changed HistGradientBoosting's private tree structure"):
+        list(split_thresholds(changed))
