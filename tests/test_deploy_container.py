@@ -5,8 +5,9 @@ user and group, read-only root filesystem, dropped capabilities, no privilege es
 the engine's default seccomp profile (RuntimeDefault), a tmpfs wherever the pod mounts an
 emptyDir, the model volume read-only where the pod mounts it, its environment (the Secret's
 UPDATE_TOKEN included) and its CPU and memory limits. The container must then answer
-/health/ready, price a diamond, refuse /update_model without the token, run its preStop
-command and stop cleanly on SIGTERM within terminationGracePeriodSeconds.
+/health/ready, price a diamond, refuse /update_model without the token, follow a promotion
+made by another writer of the (for it read-only) model volume, run its preStop command and
+stop cleanly on SIGTERM within terminationGracePeriodSeconds.
 
 Needs a Docker engine at $DOCKER_HOST (`.ci/run` starts one at
 unix:///run/diamond-ci/docker.sock). Without one it skips locally and fails under CI=true.
@@ -19,6 +20,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,6 +182,18 @@ def test_serving_image_under_the_pods_restrictions(image: str, pod: dict[str, An
         assert httpx.post(f"{base}/update_model", timeout=10).status_code == 401
         auth = {"Authorization": f"Bearer {token}"}
         assert httpx.post(f"{base}/update_model", headers=auth, timeout=10).status_code == 200
+
+        # A promotion written to the shared volume by someone else (training, in the cluster)
+        # reaches the pod through its read-only mount, without a restart.
+        promote = [sys.executable, "-m", "training", "promote", "--version", "1"]
+        paths = ["--settings", str(model_dir / "modelsettings.json"), "--registry", str(model_dir / "model_registry")]
+        done = subprocess.run([*promote, *paths], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 15
+        while httpx.get(f"{base}/", timeout=5).json()["model"]["version"] != 1:
+            assert time.monotonic() < deadline, "the pod did not follow the promotion within 15 s"
+            time.sleep(0.2)
+        assert httpx.post(f"{base}/diamond_price", json=diamond, timeout=10).json()["model_version"] == 1
 
         # What the engine enforces, seen from inside: uid, no capabilities, no_new_privs,
         # seccomp filtering, a read-only root and a writable tmpfs.
