@@ -98,8 +98,8 @@ def image(engine: None) -> Iterator[str]:
     assert build.returncode == 0, build.stderr[-3000:]
     try:
         yield tag
-    finally:  # the tag goes; the layers stay cached for the next build
-        docker("image", "rm", "--no-prune", tag, check=False)
+    finally:  # the image and its untagged layers go; layers another image uses stay
+        docker("image", "rm", tag, check=False)
 
 
 def run_args(pod: dict[str, Any], model_dir: Path, token: str) -> list[str]:
