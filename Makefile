@@ -46,6 +46,8 @@ requirements: $(VENV)/.installed
 	$(COMPILE) --extra serve -o requirements/serve.txt
 	$(COMPILE) --extra train -o requirements/train.txt
 	$(COMPILE) --extra serve --extra train --extra dev -o requirements/dev.txt
+	$(PY) -m uv pip compile --quiet --python-version 3.11 --no-deps --generate-hashes \
+		--custom-compile-command "make requirements" requirements/kserve-types.in -o requirements/kserve-types.txt
 
 # Rebuild diamond.db from the public data set (downloads the plotnine wheel, installs nothing).
 db:

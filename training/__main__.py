@@ -1,9 +1,10 @@
-"""Command line: ``python -m training [train|versions|promote]``.
+"""Command line: ``python -m training [train|versions|promote|export-triton]``.
 
     python -m training                       # train, gate, promote or reject
     python -m training --db D --settings S --registry R
     python -m training versions              # list registry versions, mark the current one
     python -m training promote --version N   # point modelsettings.json at version N
+    python -m training export-triton --version N OUT   # a Triton model repository from version N
 
 Exit status: 0 when a run completes (candidate promoted or rejected), 1 on an
 error (nothing changed), 75 when ``--no-wait`` finds another run holding the lock.
@@ -21,7 +22,7 @@ from inference.modelsettings import ModelFileError
 from training.paths import TrainingPaths
 
 log = logging.getLogger("training")
-COMMANDS = ("train", "versions", "promote")
+COMMANDS = ("train", "versions", "promote", "export-triton")
 EX_TEMPFAIL = 75
 
 
@@ -39,6 +40,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     sub.add_parser("versions", parents=[common], help="list the registry's versions")
     promote = sub.add_parser("promote", parents=[common], help="point modelsettings.json at an existing version")
     promote.add_argument("--version", type=int, required=True)
+    triton = sub.add_parser("export-triton", parents=[common], help="write a Triton model repository")
+    triton.add_argument("--version", type=int, required=True, help="the registry version to export")
+    triton.add_argument("out", type=Path, help="the model repository directory (created if missing)")
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["train", *argv]
     return parser.parse_args(argv)
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = TrainingPaths.from_env(db=args.db, settings=args.settings, registry=args.registry)
 
     # Imported here so that `--help` and argument errors stay instant.
-    from training import data, train, versions
+    from training import data, train, triton, versions
     from training.registry import Registry, RegistryBusy
 
     registry = Registry(paths.settings, paths.registry)
@@ -59,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             print(versions.format_versions(versions.list_versions(registry)))
         elif args.command == "promote":
             versions.promote(registry, args.version)
+        elif args.command == "export-triton":
+            triton.export(registry, args.version, args.out)
         else:
             train.run(paths, wait=not args.no_wait)
     except RegistryBusy as exc:
