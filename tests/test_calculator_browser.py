@@ -54,7 +54,11 @@ def model() -> dict[str, Any]:
     _, blob = read_verified_model(ROOT / "modelsettings.json", ROOT / "model_registry")
     session = open_session(blob)
     meta = metadata(session)
-    return {"session": session, "schema": json.loads(meta["feature_schema"]), "outputs": json.loads(meta["outputs"])}
+    return {
+        "session": session,
+        "schema": json.loads(meta["feature_schema"]),
+        "outputs": json.loads(meta.get("outputs", '["price"]')),
+    }
 
 
 def choose(page: Page, diamond: dict[str, Any], carat: str | None = None) -> None:
