@@ -11,12 +11,14 @@ PY := $(VENV)/bin/python
 SERVE_PY := $(SERVE_VENV)/bin/python
 DOCS := static/node_modules/.package-lock.json
 NODE_EXAMPLE := examples/node/node_modules/.package-lock.json
+WEB := examples/web/node_modules/.package-lock.json
+ORT116_VENV := .venv-ort116
 COMPILE := $(PY) -m uv pip compile --quiet --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make requirements" pyproject.toml
 
-.PHONY: serve test train evaluate bench lint typecheck requirements db docs clean
+.PHONY: serve test train evaluate bench lint typecheck requirements db docs web clean
 
-serve: $(SERVE_VENV)/.installed $(DOCS)
+serve: $(SERVE_VENV)/.installed $(DOCS) $(WEB)
 	$(SERVE_PY) -m inference
 
 train: $(VENV)/.installed
@@ -25,7 +27,7 @@ train: $(VENV)/.installed
 evaluate: $(VENV)/.installed
 	$(PY) -m training.evaluate
 
-test: $(VENV)/.installed $(DOCS) $(NODE_EXAMPLE)
+test: $(VENV)/.installed $(DOCS) $(NODE_EXAMPLE) $(WEB) $(ORT116_VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -48,6 +50,8 @@ requirements: $(VENV)/.installed
 	$(COMPILE) --extra serve --extra train --extra dev -o requirements/dev.txt
 	$(PY) -m uv pip compile --quiet --python-version 3.11 --no-deps --generate-hashes \
 		--custom-compile-command "make requirements" requirements/kserve-types.in -o requirements/kserve-types.txt
+	$(PY) -m uv pip compile --quiet --python-version 3.11 --generate-hashes \
+		--custom-compile-command "make requirements" requirements/ort-1.16.in -o requirements/ort-1.16.txt
 
 # Rebuild diamond.db from the public data set (downloads the plotnine wheel, installs nothing).
 db:
@@ -65,6 +69,20 @@ $(NODE_EXAMPLE): examples/node/package.json examples/node/package-lock.json
 	npm ci --prefix examples/node --ignore-scripts --no-audit --no-fund
 	touch $@
 
+# ---- Use the model elsewhere (issue #14) ----
+# The calculator page's onnxruntime-web (served at /calculator), pinned by its lock file.
+web: $(WEB)
+$(WEB): examples/web/package.json examples/web/package-lock.json
+	npm ci --prefix examples/web --ignore-scripts --no-audit --no-fund
+	touch $@
+
+# The oldest onnxruntime the models support, in a virtual environment of its own, for
+# tests/test_portability.py.
+$(ORT116_VENV)/.installed: requirements/ort-1.16.txt
+	test -x $(ORT116_VENV)/bin/python || $(PYTHON) -m venv $(ORT116_VENV)
+	$(ORT116_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements/ort-1.16.txt
+	touch $@
+
 $(VENV)/.installed: requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -78,4 +96,4 @@ $(SERVE_VENV)/.installed: requirements/serve.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) static/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SERVE_VENV) $(ORT116_VENV) static/node_modules examples/web/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from inference import api_models as m
 from inference import endpoints
 from inference.batching import RowBatcher
+from inference.calculator import calculator_routes
 from inference.config import Settings
 from inference.docs import docs_routes
 from inference.errors import EXCEPTION_HANDLERS
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *v2_routes(),
     ]
     routes += docs_routes(settings.static_dir)
+    routes += calculator_routes(settings.calculator_dir)
 
     spec = build_openapi(operations, title=TITLE, version=API_VERSION, description=DESCRIPTION)
 

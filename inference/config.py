@@ -11,6 +11,7 @@
 | MODEL_AUTO_RELOAD   | 1                                        | 0: only POST /update_model changes the model     |
 | RELOAD_INTERVAL     | 1.0                                      | seconds between checks of MODEL_SETTINGS         |
 | STATIC_DIR          | <repo>/static                            | docs pages and the npm-installed bundles         |
+| CALCULATOR_DIR      | <repo>/examples/web                      | the /calculator page and its onnxruntime-web     |
 | LOG_LEVEL           | info                                     | logging level                                    |
 | ACCESS_LOG          | 0                                        | 1: uvicorn logs every request                    |
 """
@@ -41,6 +42,7 @@ class Settings:
     auto_reload: bool = True
     reload_interval: float = 1.0
     static_dir: Path = PROJECT_ROOT / "static"
+    calculator_dir: Path = PROJECT_ROOT / "examples" / "web"
     log_level: str = "info"
     access_log: bool = False
 
@@ -92,6 +94,7 @@ class Settings:
             auto_reload=flag("MODEL_AUTO_RELOAD", cls.auto_reload),
             reload_interval=interval,
             static_dir=path("STATIC_DIR", cls.static_dir),
+            calculator_dir=path("CALCULATOR_DIR", cls.calculator_dir),
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
             access_log=flag("ACCESS_LOG", cls.access_log),
         )

@@ -26,6 +26,7 @@ pip arguments only --no-cache-dir is left out, so that the cache can serve the n
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import posixpath
@@ -167,18 +168,20 @@ def _pip_install(args: list[str], fs: Filesystem, workdir: str, venv: Path, log:
 
 
 def _npm_ci(words: list[str], fs: Filesystem, workdir: str) -> None:
-    """``npm ci`` in WORKDIR: what ``make docs`` installed in static/ from the same lock file."""
+    """``npm ci`` in WORKDIR (/build/<dir>): what ``make docs`` (or ``make web``) installed in <dir> of the
+    repository (static/ or examples/web/) from the same lock file."""
     assert "--ignore-scripts" in words, words
+    where = posixpath.relpath(workdir, "/build")
     for name in ("package.json", "package-lock.json"):
-        copied, ours = fs.host(posixpath.join(workdir, name)), ROOT / "static" / name
-        assert copied.read_bytes() == ours.read_bytes(), f"npm ci in {workdir} is not over static/{name}"
-    installed = ROOT / "static" / "node_modules"
-    assert (installed / ".package-lock.json").is_file(), "static/node_modules is not installed: run `make docs`"
-    lock = json.loads((ROOT / "static" / "package-lock.json").read_text())["packages"]
-    for dependency in json.loads((ROOT / "static" / "package.json").read_text()).get("dependencies", {}):
+        copied, ours = fs.host(posixpath.join(workdir, name)), ROOT / where / name
+        assert copied.read_bytes() == ours.read_bytes(), f"npm ci in {workdir} is not over {where}/{name}"
+    installed = ROOT / where / "node_modules"
+    assert (installed / ".package-lock.json").is_file(), f"{where}/node_modules is not installed: run `make test`"
+    lock = json.loads((ROOT / where / "package-lock.json").read_text())["packages"]
+    for dependency in json.loads((ROOT / where / "package.json").read_text()).get("dependencies", {}):
         have = json.loads((installed / dependency / "package.json").read_text())["version"]
         want = lock[f"node_modules/{dependency}"]["version"]
-        assert have == want, f"static/node_modules has {dependency} {have}, the lock file {want}: run `make docs`"
+        assert have == want, f"{where}/node_modules has {dependency} {have}, the lock file {want}: run `make test`"
     fs.overlays[posixpath.join(workdir, "node_modules")] = installed
 
 
@@ -612,6 +615,26 @@ def test_serving_image_has_its_docs_bundles(server: Server) -> None:
         for asset in assets:
             status, body, _ = http("GET", server.base + asset)
             assert status == 200, f"{page} loads {asset}: {status} {body[:200]!r}"
+
+
+def test_serving_image_has_its_calculator(server: Server) -> None:
+    """/calculator (issue #14): the page, every file it loads, and the mounted model at the URLs it reads."""
+    status, body, kind = http("GET", server.base + "/calculator")  # urllib follows the 308 to /calculator/
+    assert status == 200 and kind.startswith("text/html"), f"/calculator: {status} {body[:300]!r}"
+    assets = re.findall(r'(?:src|href)="([^":]+)"', body.decode())
+    assert "calculator.js" in assets, assets
+    status, script, _ = http("GET", server.base + "/calculator/calculator.js")
+    assert status == 200
+    (bundle,) = re.findall(r"from '\./(node_modules/[^']+)'", script.decode())
+    dist = posixpath.dirname(bundle)
+    loads = [*assets, bundle, f"{dist}/ort-wasm-simd-threaded.mjs", f"{dist}/ort-wasm-simd-threaded.wasm"]
+    for asset in loads:
+        status, body, _ = http("GET", f"{server.base}/calculator/{asset}")
+        assert status == 200, f"/calculator loads {asset}: {status} {body[:200]!r}"
+    status, body, _ = http("GET", server.base + "/modelsettings.json")
+    assert status == 200 and json.loads(body)["sha256"] == server.settings["sha256"], body[:300]
+    status, body, _ = http("GET", f"{server.base}/{server.settings['path']}")
+    assert status == 200 and hashlib.sha256(body).hexdigest() == server.settings["sha256"]
 
 
 def test_serving_image_healthcheck(server: Server) -> None:

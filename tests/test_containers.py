@@ -546,16 +546,21 @@ def test_serve_image_builds_the_docs_bundles_in_a_node_stage(serve_stages: list[
     assert runs, "the Node stage runs npm ci"
     assert all(words[:2] == ["npm", "ci"] for words in runs), runs
     assert all("--ignore-scripts" in words for words in runs), "npm ci --ignore-scripts: no install scripts run"
-    # The final stage takes (part of) node_modules, at the same place under static/.
+    # The final stage takes (part of) node_modules, at the same place under static/ (or, from the
+    # calculator's Node stage, under examples/web/): /build/<dir> in a Node stage is <dir> in the repo.
     final = serve_stages[-1]
+    node_stages = {stage.name: stage for stage in serve_stages[:-1]}
     from_docs = [c for c in final.copies if c.from_stage]
-    assert from_docs, "the serving stage copies the bundles from the Node stage"
+    assert {c.from_stage for c in from_docs} >= {docs.name}, "the serving stage copies the bundles from the Node stage"
     for c in from_docs:
-        assert c.from_stage == docs.name, c
+        assert c.from_stage in node_stages, c
+        node = node_stages[c.from_stage]
+        assert NODE_BASE.match(node.base), node.base
         (source,) = c.sources
-        relative = posixpath.relpath(source, docs.workdir)
+        relative = posixpath.relpath(source, node.workdir)
         assert relative.startswith("node_modules/"), c
-        assert c.dest.rstrip("/") == posixpath.join(final.workdir, "static", relative).rstrip("/"), c
+        in_repo = posixpath.relpath(node.workdir, "/build")
+        assert c.dest.rstrip("/") == posixpath.join(final.workdir, in_repo, relative).rstrip("/"), c
 
 
 def test_serve_image_installs_exactly_requirements_serve_txt(serve_stages: list[Stage]) -> None:
@@ -590,9 +595,9 @@ def test_serve_image_copies_only_what_the_service_needs(serve_stages: list[Stage
     final = serve_stages[-1]
     assert final.workdir == "/app"
     sources = sorted(src for c in final.copies if not c.from_stage for src in c.sources)
-    assert sources == ["inference/", "requirements/serve.txt", "static/"], sources
+    assert sources == ["examples/web/", "inference/", "requirements/serve.txt", "static/"], sources
     for c in final.copies:
-        if c.sources in (["inference/"], ["static/"]):
+        if c.sources in (["inference/"], ["static/"], ["examples/web/"]):
             assert c.dest == f"/app/{c.sources[0]}", c
 
 
