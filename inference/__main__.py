@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import logging
 import os
 import sys
@@ -37,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("configuration error: %s", exc)
         return 2
     configure_logging(settings.log_level.upper())
+    if settings.update_token is None and not is_loopback(settings.host):
+        log.warning(
+            "listening on %s beyond loopback with UPDATE_TOKEN unset: POST /update_model is open to anyone "
+            "who can reach this port; set UPDATE_TOKEN",
+            settings.host,
+        )
     metrics_dir = prepare_metrics_dir()
 
     import uvicorn
@@ -53,10 +60,21 @@ def main(argv: list[str] | None = None) -> int:
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         proxy_headers=True,
         server_header=False,
+        limit_concurrency=settings.limit_concurrency,
     )
     if metrics_dir is not None:
         metrics_dir.cleanup()
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def prepare_metrics_dir() -> tempfile.TemporaryDirectory[str] | None:
