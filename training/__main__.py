@@ -5,6 +5,9 @@
     python -m training versions              # list registry versions, mark the current one
     python -m training promote --version N   # point modelsettings.json at version N
 
+Environment: DIAMOND_DB, MODEL_SETTINGS, MODEL_REGISTRY (paths, as the options), and MAX_PRICE
+(default 1000000): rows priced above it in USD are removed by cleaning, like non-finite ones.
+
 Exit status: 0 when a run completes (candidate promoted or rejected), 1 on an
 error (nothing changed), 75 when ``--no-wait`` finds another run holding the lock.
 """
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "promote":
             versions.promote(registry, args.version)
         else:
-            train.run(paths, wait=not args.no_wait)
+            train.run(paths, wait=not args.no_wait, max_price=data.max_price_from_env())
     except RegistryBusy as exc:
         log.error("error: %s", exc)
         return EX_TEMPFAIL

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -62,10 +63,11 @@ def run(
     *,
     wait: bool = True,
     pipeline_factory: Callable[[], Pipeline] = build_pipeline,
+    max_price: float = data.MAX_PRICE,
 ) -> Outcome:
     registry = Registry(paths.settings, paths.registry)
     log.info("loading %s", paths.db)
-    dataset = data.load(paths.db)
+    dataset = data.load(paths.db, max_price=max_price)
     frame = dataset.frame
     holdout_mask = dataset.holdout
     train, holdout = frame[~holdout_mask], frame[holdout_mask]
@@ -119,9 +121,16 @@ def run(
                 current_mae = mae_of(current.blob, holdout)
             except Exception as exc:  # onnxruntime errors: the current model does not fit the schema
                 raise TrainingError(f"cannot score the current model v{current.settings.version}: {exc}") from None
-        promote = current_mae is None or candidate_mae < current_mae
+        # A non-finite MAE is never promoted (and never written: the records stay strict JSON);
+        # a current model that cannot price every held-out row loses to any finite candidate.
+        finite = math.isfinite(candidate_mae)
+        promote = finite and (current_mae is None or not math.isfinite(current_mae) or candidate_mae < current_mae)
         current_version = current.settings.version if current else None
-        if current is None:
+        if not finite:
+            log.warning(
+                "decision: reject candidate v%d: its holdout MAE is %s, not a finite number", version, candidate_mae
+            )
+        elif current is None:
             log.info("decision: promote v%d (MAE %.2f; no current model)", version, candidate_mae)
         else:
             verdict = "promote" if promote else "reject"
@@ -138,8 +147,8 @@ def run(
             "time": created_at,
             "event": "train",
             "decision": "promoted" if promote else "rejected",
-            "candidate_mae": round(candidate_mae, 4),
-            "current_mae": None if current_mae is None else round(current_mae, 4),
+            "candidate_mae": _finite(candidate_mae),
+            "current_mae": None if current_mae is None else _finite(current_mae),
             "current_version": current_version,
             "version": version if promote else None,
             "train_rows": len(train),
@@ -159,6 +168,11 @@ def run(
             log.info("promoted v%d: %s (sha256 %s)", version, path, sha[:12])
         registry.append_history(history)
     return Outcome(promote, version, candidate_mae, current_mae, current_version)
+
+
+def _finite(mae: float) -> float | None:
+    """The MAE rounded for the records; None when it is not finite (JSON has no Infinity)."""
+    return round(mae, 4) if math.isfinite(mae) else None
 
 
 def _props(model: onnx.ModelProto) -> dict[str, str]:
