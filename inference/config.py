@@ -9,7 +9,7 @@
 | UPDATE_TOKEN        | (unset)                                  | if set, POST /update_model needs this bearer token |
 | MAX_BODY_BYTES      | 1048576                                  | larger request bodies get 413                    |
 | BODY_TIMEOUT        | 10                                       | seconds to receive a whole request body, or 408  |
-| BODY_BUFFER_BYTES   | 8388608                                  | bytes large bodies may hold at once; more wait   |
+| BODY_BUFFER_BYTES   | 4194304                                  | bytes large bodies may hold at once; more wait   |
 | LIMIT_CONCURRENCY   | 512                                      | connections per worker; past it, 503             |
 | MAX_ERROR_FIELDS    | 20                                       | field problems a 422 lists, then a count         |
 | MODEL_AUTO_RELOAD   | 1                                        | 0: only POST /update_model changes the model     |
@@ -43,7 +43,7 @@ class Settings:
     update_token: str | None = None
     max_body_bytes: int = 1 << 20
     body_timeout: float = 10.0
-    body_buffer_bytes: int = 8 << 20
+    body_buffer_bytes: int = 4 << 20
     limit_concurrency: int = 512
     max_error_fields: int = 20
     auto_reload: bool = True
