@@ -94,10 +94,10 @@ async def parse_json(request: Request, model: type[M]) -> M:
             if malformed:
                 raise BadRequest(f"malformed JSON: {malformed[0]['msg']}") from None
             raise invalid(field_problems(exc, limit), exc.error_count()) from None
-    return await anyio.to_thread.run_sync(validate_large, model, body, limit, limiter=_limiter(request))
+    return await anyio.to_thread.run_sync(validate_large, model, body, limit, limiter=validation_limiter(request))
 
 
-def _limiter(request: Request) -> anyio.CapacityLimiter:
+def validation_limiter(request: Request) -> anyio.CapacityLimiter:
     """One large body validated at a time per process: the event loop competes with one thread."""
     state = request.app.state
     limiter: anyio.CapacityLimiter | None = getattr(state, "validation_limiter", None)
@@ -146,9 +146,7 @@ def _loads(body: bytes) -> Any:
         raise BadRequest(f"malformed JSON: {clip_text(str(exc), 200)}") from None
 
 
-def _validate_rows(
-    model: type[M], rows: list[Any], problems: list[dict[str, str]], total: int, limit: int
-) -> M:
+def _validate_rows(model: type[M], rows: list[Any], problems: list[dict[str, str]], total: int, limit: int) -> M:
     """A batch's rows, slice by slice; stops listing problems at ``limit`` but counts them all."""
     if not rows or len(rows) > MAX_BATCH:
         total += 1

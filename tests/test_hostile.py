@@ -301,3 +301,23 @@ def test_long_paths_methods_and_headers_are_clipped_in_errors(client: TestClient
         headers={"content-type": "text/" + "c" * 20_000, "inference-header-content-length": "9" * 10_000},
     )
     assert v2.status_code == 415 and len(v2.content) < 1000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"inputs":[' + b",".join([b"{}"] * 340_000) + b"]}",  # 1M pydantic errors: 17 s of GIL before
+        json.dumps({"inputs": [{}] * 30_000}).encode(),
+        json.dumps({"inputs": [{"name": "carat", "parameters": {str(i): {} for i in range(20_000)}}]}).encode(),
+        json.dumps({"inputs": [{"name": "carat", "shape": [{}] * 50_000}]}).encode(),
+        json.dumps({"inputs": [{"name": "carat"}], "outputs": [{}] * 50_000}).encode(),
+    ],
+    ids=["empty-objects", "many-inputs", "many-parameters", "long-shape", "many-outputs"],
+)
+def test_v2_bodies_that_would_explode_into_errors_are_refused_cheaply(client: TestClient, body: bytes) -> None:
+    started = time.perf_counter()
+    r = post_raw(client, "/v2/models/diamond_price/infer", body)
+    elapsed = time.perf_counter() - started
+    assert r.status_code == 400, r.text[:300]
+    assert len(r.content) <= MAX_ERROR_BYTES
+    assert elapsed < 2, elapsed
