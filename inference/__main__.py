@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from inference.config import ConfigError, Settings
 from inference.logs import configure_logging, logging_dict
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         log_config=logging_dict(settings.log_level.upper()),
         access_log=settings.access_log,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        http=http_protocol(),
         proxy_headers=True,
         server_header=False,
         limit_concurrency=settings.limit_concurrency,
@@ -65,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     if metrics_dir is not None:
         metrics_dir.cleanup()
     return 0
+
+
+def http_protocol() -> Any:
+    """httptools with bounded request heads (:mod:`inference.http_protocol`), else h11, whose
+    own incomplete-event limit bounds heads."""
+    if importlib.util.find_spec("httptools"):
+        from inference.http_protocol import BoundedHttpToolsProtocol
+
+        return BoundedHttpToolsProtocol
+    return "h11"
 
 
 def is_loopback(host: str) -> bool:

@@ -8,6 +8,8 @@
 | WORKERS             | 1                                        | uvicorn worker processes                         |
 | UPDATE_TOKEN        | (unset)                                  | if set, POST /update_model needs this bearer token |
 | MAX_BODY_BYTES      | 1048576                                  | larger request bodies get 413                    |
+| HEADER_TIMEOUT      | 10                                       | seconds to receive a request head, or 408        |
+| MAX_HEADER_BYTES    | 65536                                    | larger request heads get 431                     |
 | BODY_TIMEOUT        | 10                                       | seconds to receive a whole request body, or 408  |
 | BODY_BUFFER_BYTES   | 4194304                                  | bytes large bodies may hold at once; more wait   |
 | LIMIT_CONCURRENCY   | 512                                      | connections per worker; past it, 503             |
@@ -43,6 +45,8 @@ class Settings:
     update_token: str | None = None
     max_body_bytes: int = 1 << 20
     body_timeout: float = 10.0
+    header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
     body_buffer_bytes: int = 4 << 20
     limit_concurrency: int = 512
     max_error_fields: int = 20
@@ -103,6 +107,8 @@ class Settings:
             update_token=env.get("UPDATE_TOKEN") or None,
             max_body_bytes=integer("MAX_BODY_BYTES", cls.max_body_bytes, 1),
             body_timeout=seconds("BODY_TIMEOUT", cls.body_timeout, 0.1, 3600),
+            header_timeout=seconds("HEADER_TIMEOUT", cls.header_timeout, 0.1, 3600),
+            max_header_bytes=integer("MAX_HEADER_BYTES", cls.max_header_bytes, 1024),
             body_buffer_bytes=integer("BODY_BUFFER_BYTES", cls.body_buffer_bytes, 1),
             limit_concurrency=integer("LIMIT_CONCURRENCY", cls.limit_concurrency, 1),
             max_error_fields=integer("MAX_ERROR_FIELDS", cls.max_error_fields, 1),

@@ -270,9 +270,11 @@ def test_startup_warns_when_update_model_is_open_beyond_loopback(
 
 def test_limits_come_from_the_environment() -> None:
     s = Settings.from_env(
-        {"BODY_TIMEOUT": "2.5", "BODY_BUFFER_BYTES": "1000", "LIMIT_CONCURRENCY": "9", "MAX_ERROR_FIELDS": "3"}
-    )
+        {"BODY_TIMEOUT": "2.5", "BODY_BUFFER_BYTES": "1000", "LIMIT_CONCURRENCY": "9", "MAX_ERROR_FIELDS": "3",
+         "HEADER_TIMEOUT": "4", "MAX_HEADER_BYTES": "2048"}
+    )  # fmt: skip
     assert (s.body_timeout, s.body_buffer_bytes, s.limit_concurrency, s.max_error_fields) == (2.5, 1000, 9, 3)
+    assert (s.header_timeout, s.max_header_bytes) == (4.0, 2048)
     defaults = Settings.from_env({})
     assert (defaults.body_timeout, defaults.limit_concurrency, defaults.max_error_fields) == (10.0, 512, 20)
     for bad in ({"BODY_TIMEOUT": "nan"}, {"BODY_TIMEOUT": "0"}, {"LIMIT_CONCURRENCY": "0"}):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -128,6 +129,37 @@ def test_connections_past_the_concurrency_limit_get_503(served: Project) -> None
                 s.close()
         time.sleep(0.2)
         assert httpx.get(base + "/health/live", timeout=5).status_code == 200
+
+
+def test_request_heads_are_bounded_in_size_and_time(served: Project) -> None:
+    with running_server(env_for(served, HEADER_TIMEOUT="1")) as (base, proc):
+        port = port_of(base)
+        before = rss_bytes(proc.pid)
+        flood = socket.create_connection(("127.0.0.1", port))
+        flood.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")
+        answer = b""
+        try:
+            for _ in range(100):  # 6 MB of header lines grew the server by 86 MB before
+                flood.sendall(b"X: a\r\n" * 10_000)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        flood.settimeout(5)
+        with contextlib.suppress(OSError):
+            while chunk := flood.recv(65536):
+                answer += chunk
+        flood.close()
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+        assert rss_bytes(proc.pid) - before < 10e6
+        slow = socket.create_connection(("127.0.0.1", port))
+        silent = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        for s in (slow, silent):
+            s.settimeout(5)
+            assert s.recv(1000).startswith(b"HTTP/1.1 408 ")
+            s.close()
+        assert time.monotonic() - started < 4
+        assert httpx.get(base + "/health/live", headers={"x-ok": "y" * 30_000}).status_code == 200
 
 
 def metric_samples(text: str, name: str) -> list[str]:
