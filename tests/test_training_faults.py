@@ -70,9 +70,9 @@ def test_a_non_finite_mae_is_never_promoted_nor_written(tmp_path: Path) -> None:
     assert isinstance(line, dict) and line["decision"] == "rejected" and line["candidate_mae"] is None
 
 
-def test_a_current_model_with_a_non_finite_mae_loses_to_a_finite_candidate(served: Project) -> None:
+def test_a_pointer_whose_mae_is_infinity_is_refused_by_readers(served: Project) -> None:
     outcome = run(paths(served), pipeline_factory=tiny_factory(max_iter=41))
-    assert outcome.current_version == 1  # scored finite here: gate compares numbers
+    assert outcome.current_version == 1
     record = json.loads(served.settings.read_text())
     served.settings.write_text(json.dumps(record).replace(f'"mae": {record["mae"]}', '"mae": Infinity'))
     with pytest.raises(ModelFileError, match="not valid JSON"):
