@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from inference.config import ConfigError, Settings
 from inference.logs import configure_logging, logging_dict
@@ -37,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("configuration error: %s", exc)
         return 2
     configure_logging(settings.log_level.upper())
+    if settings.update_token is None and not is_loopback(settings.host):
+        log.warning(
+            "listening on %s beyond loopback with UPDATE_TOKEN unset: POST /update_model is open to anyone "
+            "who can reach this port; set UPDATE_TOKEN",
+            settings.host,
+        )
     metrics_dir = prepare_metrics_dir()
 
     import uvicorn
@@ -50,13 +58,34 @@ def main(argv: list[str] | None = None) -> int:
         log_config=logging_dict(settings.log_level.upper()),
         access_log=settings.access_log,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        http=http_protocol(),
         proxy_headers=True,
         server_header=False,
+        limit_concurrency=settings.limit_concurrency,
     )
     if metrics_dir is not None:
         metrics_dir.cleanup()
     return 0
+
+
+def http_protocol() -> Any:
+    """httptools with bounded request heads (:mod:`inference.http_protocol`), else h11, whose
+    own incomplete-event limit bounds heads."""
+    if importlib.util.find_spec("httptools"):
+        from inference.http_protocol import BoundedHttpToolsProtocol
+
+        return BoundedHttpToolsProtocol
+    return "h11"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def prepare_metrics_dir() -> tempfile.TemporaryDirectory[str] | None:

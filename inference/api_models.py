@@ -112,4 +112,7 @@ class FieldProblem(BaseModel):
 
 class Error(BaseModel):
     error: str
-    fields: list[FieldProblem] | None = None
+    fields: list[FieldProblem] | None = Field(
+        default=None, description="The first MAX_ERROR_FIELDS invalid fields (422 only)."
+    )
+    error_count: int | None = Field(default=None, description="How many problems in all, when `fields` lists fewer.")

@@ -24,7 +24,7 @@ from inference.calculator import calculator_routes
 from inference.config import Settings
 from inference.docs import docs_routes
 from inference.errors import EXCEPTION_HANDLERS
-from inference.limits import BodySizeLimit
+from inference.limits import BodyLimits
 from inference.metrics import Metrics, MetricsMiddleware
 from inference.model import ModelHolder
 from inference.modelsettings import ModelFileError
@@ -44,8 +44,9 @@ _ERR = m.Error
 
 _CLIENT_ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
     400: ("Malformed JSON", _ERR),
+    408: ("The body did not arrive within BODY_TIMEOUT seconds; the connection is closed", _ERR),
     413: ("Body too large", _ERR),
-    415: ("Content-Type is not application/json", _ERR),
+    415: ("Content-Type is not application/json, or Content-Encoding is not gzip, deflate or identity", _ERR),
     422: ("A field is invalid: `fields` lists each one", _ERR),
     503: ("No model is loaded", _ERR),
 }
@@ -134,7 +135,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         holder: ModelHolder = app.state.holder
         try:
             holder.swap(await anyio.to_thread.run_sync(holder.load))
-        except ModelFileError as exc:
+        except Exception as exc:  # a bad model file, whatever the cause: serve 503 with the reason, never exit
+            if not isinstance(exc, ModelFileError):
+                exc = ModelFileError(f"{type(exc).__name__}: {exc}")
             holder.last_error = str(exc)
             log.error("no model loaded at start-up (%s); answering 503 until a valid model appears", exc)
         # Start-up objects (modules, the session, the OpenAPI spec) live as long as the process:
@@ -157,7 +160,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            Middleware(
+                BodyLimits,
+                max_bytes=settings.max_body_bytes,
+                timeout=settings.body_timeout,
+                buffer_bytes=settings.body_buffer_bytes,
+            ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -8,6 +8,12 @@
 | WORKERS             | 1                                        | uvicorn worker processes                         |
 | UPDATE_TOKEN        | (unset)                                  | if set, POST /update_model needs this bearer token |
 | MAX_BODY_BYTES      | 1048576                                  | larger request bodies get 413                    |
+| HEADER_TIMEOUT      | 10                                       | seconds to receive a request head, or 408        |
+| MAX_HEADER_BYTES    | 65536                                    | larger request heads get 431                     |
+| BODY_TIMEOUT        | 10                                       | seconds to receive a whole request body, or 408  |
+| BODY_BUFFER_BYTES   | 4194304                                  | bytes large bodies may hold at once; more wait   |
+| LIMIT_CONCURRENCY   | 512                                      | connections per worker; past it, 503             |
+| MAX_ERROR_FIELDS    | 20                                       | field problems a 422 lists, then a count         |
 | MODEL_AUTO_RELOAD   | 1                                        | 0: only POST /update_model changes the model     |
 | RELOAD_INTERVAL     | 1.0                                      | seconds between checks of MODEL_SETTINGS         |
 | STATIC_DIR          | <repo>/static                            | docs pages and the npm-installed bundles         |
@@ -39,6 +45,12 @@ class Settings:
     workers: int = 1
     update_token: str | None = None
     max_body_bytes: int = 1 << 20
+    body_timeout: float = 10.0
+    header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    body_buffer_bytes: int = 4 << 20
+    limit_concurrency: int = 512
+    max_error_fields: int = 20
     auto_reload: bool = True
     reload_interval: float = 1.0
     static_dir: Path = PROJECT_ROOT / "static"
@@ -76,13 +88,18 @@ class Settings:
                 return False
             raise ConfigError(f"{name} must be 0 or 1, got {raw!r}")
 
+        def seconds(name: str, default: float, low: float, high: float) -> float:
+            raw = env.get(name)
+            try:
+                value = float(raw) if raw else default
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+            if not low <= value <= high:  # also refuses NaN
+                raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds")
+            return value
+
         paths = resolve_paths(env)
-        try:
-            interval = float(env.get("RELOAD_INTERVAL") or cls.reload_interval)
-        except ValueError:
-            raise ConfigError(f"RELOAD_INTERVAL must be a number, got {env.get('RELOAD_INTERVAL')!r}") from None
-        if not 0.05 <= interval <= 60:
-            raise ConfigError("RELOAD_INTERVAL must be between 0.05 and 60 seconds")
+        interval = seconds("RELOAD_INTERVAL", cls.reload_interval, 0.05, 60)
         return cls(
             model_settings=paths.settings,
             model_registry=paths.registry,
@@ -91,6 +108,12 @@ class Settings:
             workers=integer("WORKERS", cls.workers, 1),
             update_token=env.get("UPDATE_TOKEN") or None,
             max_body_bytes=integer("MAX_BODY_BYTES", cls.max_body_bytes, 1),
+            body_timeout=seconds("BODY_TIMEOUT", cls.body_timeout, 0.1, 3600),
+            header_timeout=seconds("HEADER_TIMEOUT", cls.header_timeout, 0.1, 3600),
+            max_header_bytes=integer("MAX_HEADER_BYTES", cls.max_header_bytes, 1024),
+            body_buffer_bytes=integer("BODY_BUFFER_BYTES", cls.body_buffer_bytes, 1),
+            limit_concurrency=integer("LIMIT_CONCURRENCY", cls.limit_concurrency, 1),
+            max_error_fields=integer("MAX_ERROR_FIELDS", cls.max_error_fields, 1),
             auto_reload=flag("MODEL_AUTO_RELOAD", cls.auto_reload),
             reload_interval=interval,
             static_dir=path("STATIC_DIR", cls.static_dir),

@@ -119,11 +119,13 @@ async def diamond_prices(request: Request) -> Response:
 
 
 def check_token(request: Request, token: str | None) -> None:
+    """The bearer token, compared as UTF-8 bytes in constant time (headers arrive as raw bytes,
+    which Starlette decodes as latin-1: encoding back gives the bytes the client sent)."""
     if token is None:
         return
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    header = request.headers.get("authorization", "").encode("latin-1")
+    scheme, _, given = header.partition(b" ")
+    if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(b" \t"), token.encode("utf-8")):
         raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
 
 

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 log = logging.getLogger(__name__)
+
+MAX_ERROR_BYTES = 8192
+"""No error body is larger than this: messages and field paths are clipped, and the field list trimmed."""
+MAX_MESSAGE_CHARS = 1000
+CLIENT_CLOSED = 499
+"""Recorded (never sent) when the client went away before its request was answered, as nginx does."""
 
 
 class ServiceError(Exception):
     """An error a client should see: ``status_code`` and a message naming the problem."""
 
     status_code = 400
+    headers: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, message: str, *, status_code: int | None = None, **extra: Any) -> None:
         super().__init__(message)
@@ -37,6 +45,13 @@ class UnsupportedMediaType(ServiceError):
     status_code = 415
 
 
+class RequestTimeout(ServiceError):
+    """The request body did not arrive in time; the connection is closed after the answer."""
+
+    status_code = 408
+    headers = {"Connection": "close"}  # noqa: RUF012
+
+
 class InvalidInput(ServiceError):
     """Well-formed JSON whose fields break the schema; ``fields`` lists every problem."""
 
@@ -53,25 +68,48 @@ class ReloadFailed(ServiceError):
     status_code = 409
 
 
+def clip_text(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters (client-supplied text is quoted, never echoed whole)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def error_body(message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": message, **extra}
+    """``{"error": message, **extra}``, at most :data:`MAX_ERROR_BYTES` once encoded: the message
+    is clipped and, if still too large, the ``fields`` list is cut and says how many it dropped."""
+    body: dict[str, Any] = {"error": clip_text(message, MAX_MESSAGE_CHARS), **extra}
+    fields = body.get("fields")
+    while isinstance(fields, list) and fields and len(json.dumps(body)) > MAX_ERROR_BYTES:
+        fields = fields[: len(fields) // 2]
+        body["fields"] = fields
+        body["error"] = clip_text(message, MAX_MESSAGE_CHARS // 2) + " (field list shortened)"
+    return body
 
 
 async def service_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return JSONResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code, headers=headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code, headers=headers or None)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    path = clip_text(request.url.path, 200)
     if exc.status_code == 404:
-        message = f"no route {request.url.path}"
+        message = f"no route {path}"
     elif exc.status_code == 405:
-        message = f"method {request.method} not allowed on {request.url.path}"
+        message = f"method {clip_text(request.method, 20)} not allowed on {path}"
     else:
         message = str(exc.detail)
     return JSONResponse(error_body(message), status_code=exc.status_code, headers=exc.headers)
+
+
+async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
+    """The client closed the connection mid-request: nothing to answer, nothing went wrong here.
+    The 499 only reaches the metrics (uvicorn drops a response to a closed connection)."""
+    log.debug("client went away during %s %s", request.method, clip_text(request.url.path, 200))
+    return Response(status_code=CLIENT_CLOSED)
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
@@ -80,6 +118,7 @@ async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ClientDisconnect: client_disconnect_handler,
     ServiceError: service_error_handler,
     HTTPException: http_error_handler,
     Exception: unhandled_error_handler,

@@ -1,42 +1,141 @@
-"""A request-body size limit, enforced before and while the body is read."""
+"""Limits on request bodies: size, read deadline, memory held, and bomb-safe decompression.
+
+:class:`BodyLimits` wraps every HTTP request:
+
+- a declared ``Content-Length`` over ``MAX_BODY_BYTES`` is refused (413) before a byte is read,
+  and a streamed body as soon as it passes the limit;
+- the whole body must arrive within ``BODY_TIMEOUT`` seconds of the request's start, or the
+  answer is 408 and the connection is closed (a stalled upload cannot hold memory for ever);
+- large bodies (over :data:`FREE_BODY_BYTES`) first reserve their size from a per-process
+  budget, ``BODY_BUFFER_BYTES``; while it is spent they wait without reading, so the bytes stay
+  in the kernel's socket buffer, not in this process. Small bodies never wait;
+- an answer sent before its request body was fully read closes the connection, so a client
+  cannot keep it open by never finishing the body.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+import zlib
+
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inference.errors import ServiceError
+from inference.errors import BadRequest, RequestTimeout, ServiceError, UnsupportedMediaType, clip_text
+
+FREE_BODY_BYTES = 64 * 1024
+"""Bodies declared at most this large are read without reserving from the budget."""
 
 
 class PayloadTooLarge(ServiceError):
     status_code = 413
 
 
-class BodySizeLimit:
-    """Pure ASGI middleware: a declared Content-Length over the limit is refused outright;
-    a streamed body is counted and refused as soon as it passes the limit."""
+class BodyBudget:
+    """Bytes that large request bodies being read may hold at once, in one process."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.held = 0
+        self._freed: asyncio.Event | None = None
+
+    async def acquire(self, size: int) -> int:
+        """Wait until ``size`` bytes (at most the capacity) fit; returns what was reserved."""
+        size = min(size, self.capacity)
+        while self.held + size > self.capacity:
+            if self._freed is None:
+                self._freed = asyncio.Event()
+            await self._freed.wait()
+        self.held += size
+        return size
+
+    def release(self, size: int) -> None:
+        if not size:
+            return
+        self.held -= size
+        if self._freed is not None:
+            self._freed.set()
+            self._freed = None
+
+
+class BodyLimits:
+    """Pure ASGI middleware enforcing the limits in the module docstring."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float, buffer_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.budget = BodyBudget(buffer_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = f"request body exceeds the limit of {self.max_bytes} bytes"
-        declared = next((value for key, value in scope["headers"] if key == b"content-length"), b"")
-        too_large = declared.isdigit() and int(declared) > self.max_bytes
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"")
+        chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        size = int(declared) if declared.isdigit() else None
+        too_large = size is not None and size > self.max_bytes
+        body_pending = chunked or bool(size)
+        deadline = time.monotonic() + self.timeout
         received = 0
+        reserved = 0
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, reserved, body_pending
             if too_large:  # refused before a byte of it is read
-                raise PayloadTooLarge(message)
-            msg = await receive()
-            if msg["type"] == "http.request":
-                received += len(msg.get("body", b""))
+                raise PayloadTooLarge(f"request body exceeds the limit of {self.max_bytes} bytes")
+            remaining = deadline - time.monotonic()
+            message: Message | None = None
+            if remaining > 0:
+                with anyio.move_on_after(remaining):
+                    if body_pending and not reserved:
+                        wanted = self.max_bytes if size is None else size
+                        if wanted > FREE_BODY_BYTES:
+                            reserved = await self.budget.acquire(wanted)
+                    message = await receive()
+            if message is None:
+                raise RequestTimeout(f"the request body did not arrive within {self.timeout:g} s")
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise PayloadTooLarge(message)
-            return msg
+                    raise PayloadTooLarge(f"request body exceeds the limit of {self.max_bytes} bytes")
+                body_pending = bool(message.get("more_body", False))
+            return message
 
-        await self.app(scope, limited_receive, send)
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and body_pending:
+                # Answered before the body ended: close, or the rest of it would keep the connection.
+                sent = list(message.get("headers", []))
+                if not any(name.lower() == b"connection" for name, _ in sent):
+                    message = {**message, "headers": [*sent, (b"connection", b"close")]}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, closing_send)
+        finally:
+            self.budget.release(reserved)
+
+
+def decode_content(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
+    """The body with its ``Content-Encoding`` undone: gzip and deflate are inflated up to
+    ``max_bytes`` (413 beyond: a small bomb cannot grow past the body limit); identity passes;
+    anything else is a 415."""
+    coding = (encoding or "identity").strip().lower()
+    if coding in ("", "identity"):
+        return body
+    if coding not in ("gzip", "deflate"):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {clip_text(coding, 40)!r} is not supported (use gzip, deflate or none)"
+        )
+    inflater = zlib.decompressobj(wbits=31 if coding == "gzip" else 15)
+    try:
+        data = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"the body is not valid {coding} data: {exc}") from None
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"the inflated request body exceeds the limit of {max_bytes} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise BadRequest(f"the {coding} body is truncated or has trailing bytes")
+    return data

@@ -29,6 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 if TYPE_CHECKING:
     from inference.model import LoadedModel
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+"""The method label's values; any other method a client sends is counted as ``other``."""
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -143,8 +145,11 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         finally:
+            # Every label from a closed set: route templates, known methods, statuses this app sends.
             template = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.observe_request(template, scope["method"], status, time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            status = status if 100 <= status <= 599 else 500
+            self.metrics.observe_request(template, method, status, time.perf_counter() - started)
             rows = scope.get("state", {}).get("rows")
             if rows:
                 self.metrics.rows.inc(rows)

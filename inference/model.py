@@ -153,6 +153,9 @@ class ModelHolder:
         except ModelFileError:
             self._report("failure", time.perf_counter() - started, None)
             raise
+        except Exception as exc:  # whatever a hostile file provokes is a bad file, never a crash
+            self._report("failure", time.perf_counter() - started, None)
+            raise ModelFileError(f"cannot read {self.settings_path}: {type(exc).__name__}: {exc}") from exc
 
     def _open(self, settings: ModelSettings, blob: bytes, identity: FileIdentity, started: float) -> LoadedModel:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MODEL_NAME = "diamond_price"
 SETTINGS_FORMAT = 1
+MAX_SETTINGS_BYTES = 1 << 20
+"""A settings file larger than this is refused unread (training writes about 2 KB)."""
 
 
 class ModelFileError(Exception):
@@ -28,43 +31,60 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str = MODEL_NAME
-    version: int = Field(ge=1)
-    path: str = Field(min_length=1)
+    name: str = Field(default=MODEL_NAME, min_length=1, max_length=200)
+    version: int = Field(ge=1, le=2**31 - 1)
+    path: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f]+$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    mae: float = Field(ge=0)
+    mae: float = Field(ge=0, allow_inf_nan=False)
+
+
+def strict_json_loads(raw: bytes | str) -> Any:
+    """JSON as RFC 8259 has it: ``NaN``, ``Infinity`` and ``-Infinity`` are errors (ValueError)."""
+
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{token} is not valid JSON")
+
+    return json.loads(raw, parse_constant=refuse)
+
+
+def strict_json_dumps(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that refuses NaN and infinities (ValueError) instead of writing non-JSON."""
+    return json.dumps(value, allow_nan=False, **kwargs)
 
 
 def read_settings(settings_path: Path) -> ModelSettings:
     """Parse and validate the settings file, or raise :class:`ModelFileError`."""
+    raw = _read_regular(settings_path, "settings file", MAX_SETTINGS_BYTES)
     try:
-        raw = settings_path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"settings file not found: {settings_path}") from None
-    except OSError as exc:
-        raise ModelFileError(f"cannot read settings file {settings_path}: {exc.strerror}") from None
-    try:
-        data: Any = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"settings file {settings_path} is not valid JSON: {exc}") from None
+        data: Any = strict_json_loads(raw)
+    except RecursionError:
+        raise ModelFileError(f"settings file {settings_path} is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity, an over-long integer
+        raise ModelFileError(f"settings file {settings_path} is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"settings file {settings_path} must hold a JSON object")
     try:
         return ModelSettings.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p)[:40] for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors(include_url=False)[:5]
         )
         raise ModelFileError(f"settings file {settings_path} is invalid: {problems}") from None
 
 
 def resolve_model_path(settings_path: Path, registry: Path, relative: str) -> Path:
     """The model file that ``relative`` names, proven to lie inside ``registry``."""
+    if "\x00" in relative:
+        raise ModelFileError(f"model path {relative[:100]!r} contains a NUL byte")
     rel = Path(relative)
     if rel.is_absolute() or ".." in rel.parts:
-        raise ModelFileError(f"model path {relative!r} must be relative and stay inside the registry")
-    candidate = (settings_path.parent / rel).resolve()
-    root = registry.resolve()
+        raise ModelFileError(f"model path {relative[:100]!r} must be relative and stay inside the registry")
+    try:
+        candidate = (settings_path.parent / rel).resolve()
+        root = registry.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a symlink loop, a name too long
+        raise ModelFileError(f"model path {relative[:100]!r} cannot be resolved: {exc}") from None
     if not candidate.is_relative_to(root):
         raise ModelFileError(f"model path {relative!r} resolves outside the registry {root}")
     return candidate
@@ -86,13 +106,23 @@ def read_verified_model(settings_path: Path, registry: Path) -> tuple[ModelSetti
     """
     settings = read_settings(settings_path)
     model_path = resolve_model_path(settings_path, registry, settings.path)
-    try:
-        blob = model_path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"model file not found: {model_path}") from None
-    except OSError as exc:
-        raise ModelFileError(f"cannot read model file {model_path}: {exc.strerror}") from None
+    blob = _read_regular(model_path, "model file", None)
     digest = hashlib.sha256(blob).hexdigest()
     if digest != settings.sha256:
         raise ModelFileError(f"sha256 mismatch for {model_path}: file has {digest}, settings expect {settings.sha256}")
     return settings, blob
+
+
+def _read_regular(path: Path, what: str, max_bytes: int | None) -> bytes:
+    """The bytes of a regular file (never a FIFO or a device, which could block or never end)."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelFileError(f"{what} {path} is not a regular file")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise ModelFileError(f"{what} {path} is {info.st_size} bytes, more than the {max_bytes} allowed")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"{what} not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None

@@ -20,13 +20,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from inference import v2_models as v
-from inference.api_models import Error
+from inference.api_models import MAX_BATCH, Error
 from inference.endpoints import holder_of
 from inference.errors import BadRequest, ModelUnavailable, ServiceError
 from inference.model import LoadedModel, UnpriceableRows
 from inference.modelsettings import MODEL_NAME
 from inference.onnx_io import make_feeds
 from inference.openapi import Operation
+from inference.requests import validation_limiter as _limiter
 from inference.schema import FeatureSchema
 from inference.v2_binary import HEADER_LENGTH, encode_response, parse_json, read_body
 from inference.v2_tensors import clip, decode_inputs, requested_outputs, tensor_metadata
@@ -35,6 +36,10 @@ PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data"]
 INLINE_BYTES = 4096
 """Bodies up to this size (about 64 rows) are decoded and priced on the event loop; larger ones in a thread."""
+MAX_TENSORS = 16
+MAX_PARAMETERS = 64
+MAX_DIMS = 8
+"""Bounds checked before validation: the model has 4 inputs and 1 output, a tensor at most 2 dimensions."""
 
 
 class ModelNotFound(ServiceError):
@@ -110,13 +115,15 @@ async def infer(request: Request) -> Response:
     if len(head) + len(binary) <= INLINE_BYTES:
         rows, response = _infer(model, schema, head, binary)
     else:
-        rows, response = await anyio.to_thread.run_sync(_infer, model, schema, head, binary)
+        rows, response = await anyio.to_thread.run_sync(_infer, model, schema, head, binary, limiter=_limiter(request))
     request.state.rows = rows
     return response
 
 
 def _infer(model: LoadedModel, schema: FeatureSchema, head: bytes, binary: memoryview) -> tuple[int, Response]:
+    _check_size(head, schema)
     raw = parse_json(head)
+    _check_counts(raw)
     try:
         req = v.InferenceRequest.model_validate(raw)
     except ValidationError as exc:
@@ -143,6 +150,39 @@ def _infer(model: LoadedModel, schema: FeatureSchema, head: bytes, binary: memor
         header["id"] = req.id
     header["outputs"] = outputs
     return len(cents), encode_response(header, blobs)
+
+
+def _check_size(head: bytes, schema: FeatureSchema) -> None:
+    """Refuse, by counting bytes, a JSON head with more values than any valid request holds
+    (before parsing it: a megabyte of ``{}`` costs the parser far more than the count)."""
+    tokens = head.count(b",") + head.count(b"[") + head.count(b"{") + head.count(b":")
+    allowed = len(schema.names) * (3 * MAX_BATCH + 64) + 4096
+    if tokens > allowed:
+        raise BadRequest(f"the request holds more JSON values than {MAX_BATCH} rows of {len(schema.names)} inputs can")
+
+
+def _check_counts(raw: Any) -> None:
+    """Bound the lists and objects pydantic would report one error per element of."""
+    if not isinstance(raw, dict):
+        return
+    _check_parameters(raw.get("parameters"), "parameters")
+    for key in ("inputs", "outputs"):
+        tensors = raw.get(key)
+        if not isinstance(tensors, list):
+            continue
+        if len(tensors) > MAX_TENSORS:
+            raise BadRequest(f"{key}: at most {MAX_TENSORS} tensors, got {len(tensors)}")
+        for i, tensor in enumerate(tensors):
+            if isinstance(tensor, dict):
+                _check_parameters(tensor.get("parameters"), f"{key}.{i}.parameters")
+                shape = tensor.get("shape")
+                if isinstance(shape, list) and len(shape) > MAX_DIMS:
+                    raise BadRequest(f"{key}.{i}.shape: at most {MAX_DIMS} dimensions, got {len(shape)}")
+
+
+def _check_parameters(parameters: Any, where: str) -> None:
+    if isinstance(parameters, dict) and len(parameters) > MAX_PARAMETERS:
+        raise BadRequest(f"{where}: at most {MAX_PARAMETERS} parameters, got {len(parameters)}")
 
 
 def _problems(exc: ValidationError, raw: Any) -> str:

@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 import re
 import struct
-import zlib
 from typing import Any
 
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from inference.errors import BadRequest, UnsupportedMediaType
-from inference.limits import PayloadTooLarge
+from inference.errors import BadRequest, UnsupportedMediaType, clip_text
+from inference.limits import decode_content
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_MEDIA_TYPE = "application/octet-stream"
@@ -38,35 +37,18 @@ async def read_body(request: Request, max_bytes: int) -> tuple[bytes, memoryview
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type and media_type not in ("application/json", BINARY_MEDIA_TYPE) and not media_type.endswith("+json"):
         expected = f"application/json, or {BINARY_MEDIA_TYPE} with binary tensor data"
-        raise UnsupportedMediaType(f"Content-Type must be {expected} (got {content_type!r})")
-    body = await request.body()
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding in ("gzip", "deflate"):
-        body = _inflate(body, encoding, max_bytes)
-    elif encoding != "identity":
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported (use gzip, deflate or none)")
+        raise UnsupportedMediaType(f"Content-Type must be {expected} (got {clip_text(content_type or '', 60)!r})")
+    body = decode_content(await request.body(), request.headers.get("content-encoding"), max_bytes)
     raw_length = request.headers.get(HEADER_LENGTH)
     if raw_length is None:
         return body, memoryview(b"")
     if not _DIGITS.fullmatch(raw_length.strip()) or not 0 < int(raw_length) <= len(body):
         raise BadRequest(
-            f"{HEADER_LENGTH} must be a byte count between 1 and the body size {len(body)}, got {raw_length!r}"
+            f"{HEADER_LENGTH} must be a byte count between 1 and the body size {len(body)}, "
+            f"got {clip_text(raw_length, 40)!r}"
         )
     split = int(raw_length)
     return body[:split], memoryview(body)[split:]
-
-
-def _inflate(body: bytes, encoding: str, max_bytes: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-    try:
-        data = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(f"the inflated request body exceeds the limit of {max_bytes} bytes")
-    if not inflater.eof or inflater.unused_data:
-        raise BadRequest(f"the {encoding} body is truncated or has trailing bytes")
-    return data
 
 
 def parse_json(raw: bytes) -> Any:

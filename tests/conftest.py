@@ -136,3 +136,14 @@ def served(trained: Project, tmp_path: Path) -> Project:
     proj = Project(tmp_path / "served")
     shutil.copytree(trained.root, proj.root, ignore=shutil.ignore_patterns(".lock"))
     return proj
+
+
+# -- issue #11: training killed at random moments ------------------------------------------------
+
+
+def train_tiny_in_child(db: str, settings: str, registry: str, max_iter: int) -> None:
+    """One real training run with a tiny booster: the target of a forked child the test kills."""
+    from training.paths import TrainingPaths
+    from training.train import run
+
+    run(TrainingPaths(Path(db), Path(settings), Path(registry)), pipeline_factory=tiny_factory(max_iter=max_iter))

@@ -32,8 +32,10 @@ def running_server(
     ready_status: tuple[int, ...] = (200,),
     timeout: float = 30,
     log_dir: Path | None = None,
+    command: list[str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``python -m inference`` on a free port; yields (base URL, process). Always stopped."""
+    """``python -m inference`` (or ``command`` + ``--port N``) on a free port; yields (base URL,
+    process). Always stopped."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -45,9 +47,8 @@ def running_server(
     }
     out = open(log_dir / "server.out", "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
     err = open(log_dir / "server.err", "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inference"], env=full_env, stdout=out, stderr=err, start_new_session=True
-    )
+    argv = [*command, "--port", str(port)] if command else [sys.executable, "-m", "inference"]
+    proc = subprocess.Popen(argv, env=full_env, stdout=out, stderr=err, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

@@ -685,7 +685,8 @@ def test_compose_services_and_profiles() -> None:
 
 def test_api_service_publishes_81_healthchecks_and_restarts(serve_stages: list[Stage]) -> None:
     api = service("api")
-    assert api["ports"] == ["81:80"]
+    # Port 81 on loopback unless API_BIND says otherwise (issue #11: /update_model may have no token).
+    assert api["ports"] == ["${API_BIND:-127.0.0.1}:81:80"]
     assert api["restart"] == "unless-stopped"
     test = api["healthcheck"]["test"]
     assert test[0] == "CMD", "exec form, like the image's HEALTHCHECK"

@@ -25,6 +25,7 @@ def test_clean_rows_and_counts_per_rule(tmp_path: Path) -> None:
             (10006, 0.5, "Ideal", "G", "VS2", 61.0, 55.0, 0, 4.0, 4.0, 2.5),  # zero price
             (10007, "heavy", "Ideal", "G", "VS2", 61.0, 55.0, 500, 4.0, 4.0, 2.5),  # text in a REAL column
             (10008, 9.0, "Ideal", "G", "VS2", 61.0, 55.0, 500, 4.0, 4.0, 2.5),  # beyond the schema's carat range
+            (10009, 0.5, "Ideal", "G", "VS2", 61.0, 55.0, 1.7e308, 4.0, 4.0, 2.5),  # an absurd price
         ],
     )
     con = sqlite3.connect(db)
@@ -34,18 +35,19 @@ def test_clean_rows_and_counts_per_rule(tmp_path: Path) -> None:
     con.close()
 
     ds = data.load(db)
-    assert ds.rows_read == 209
+    assert ds.rows_read == 210
     assert ds.removed == {
         "NULL in a feature or the price": 2,
         "not a finite number": 1,
         "unknown category": 2,
         "non-positive carat or price": 2,
+        "price above MAX_PRICE": 1,
         "outside the schema's range": 1,
         "duplicate of an earlier row": ds.removed["duplicate of an earlier row"],
     }
     assert ds.removed["duplicate of an earlier row"] >= 1
     assert 20000 not in set(ds.frame["id"])  # the later copy is the one dropped
-    assert len(ds.frame) == 209 - sum(ds.removed.values())
+    assert len(ds.frame) == 210 - sum(ds.removed.values())
     assert ds.frame["carat"].dtype == np.float64
     assert ds.frame["id"].is_monotonic_increasing
 

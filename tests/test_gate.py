@@ -93,3 +93,9 @@ def test_score_measures_mae_coverage_and_width_from_the_onnx(tmp_path: Path) -> 
     assert scores.level == 0.8 and scores.min_onnxruntime == export.MIN_ONNXRUNTIME
     assert scores.holdout_rows == len(holdout) and scores.calibration_rows > 0
     assert (low <= price).all() and (price <= high).all()
+
+
+def test_a_current_model_that_cannot_price_the_holdout_loses_to_any_finite_candidate() -> None:
+    broken = gate.Scores(math.inf, None, holdout_rows=4000, version=3)
+    decision = gate.decide(gate.Scores(10_000.0, None, holdout_rows=4000), broken)
+    assert decision.promote and "cannot price every held-out row" in decision.reason

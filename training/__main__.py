@@ -6,6 +6,9 @@
     python -m training promote --version N   # point modelsettings.json at version N
     python -m training export-triton --version N OUT   # a Triton model repository from version N
 
+Environment: DIAMOND_DB, MODEL_SETTINGS, MODEL_REGISTRY (paths, as the options), and MAX_PRICE
+(default 1000000): rows priced above it in USD are removed by cleaning, like non-finite ones.
+
 Exit status: 0 when a run completes (candidate promoted or rejected), 1 on an
 error (nothing changed), 75 when ``--no-wait`` finds another run holding the lock.
 """
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export-triton":
             triton.export(registry, args.version, args.out)
         else:
-            train.run(paths, wait=not args.no_wait)
+            train.run(paths, wait=not args.no_wait, max_price=data.max_price_from_env())
     except RegistryBusy as exc:
         log.error("error: %s", exc)
         return EX_TEMPFAIL

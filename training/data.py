@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import re
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,31 @@ KEY = "id"
 called (``id`` in the shipped database), or SQLite's rowid when the table declares none."""
 HOLDOUT_BUCKETS = 10
 """A row is in the holdout when sha256 of its key, as a number, is 0 modulo this."""
+MAX_PRICE = 1_000_000.0
+"""Default bound on a believable price in USD (``MAX_PRICE``); rows above it are removed."""
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def max_price_from_env(env: Mapping[str, str] | None = None) -> float:
+    """``MAX_PRICE`` from the environment, else :data:`MAX_PRICE`; :class:`DataError` if unusable."""
+    raw = (os.environ if env is None else env).get("MAX_PRICE")
+    if not raw:
+        return MAX_PRICE
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DataError(f"MAX_PRICE must be a number, got {raw[:40]!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise DataError(f"MAX_PRICE must be a finite positive number, got {raw[:40]!r}")
+    return value
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as an SQL identifier, if it is a plain one (letters, digits, underscores);
+    anything else is refused rather than escaped."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise DataError(f"column or table name {name[:40]!r} is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")
+    return f'"{name}"'
 
 
 class DataError(Exception):
@@ -58,7 +86,7 @@ def holdout_mask(keys: np.ndarray) -> np.ndarray:
     )
 
 
-def load(db: Path, schema: FeatureSchema = FEATURES) -> Dataset:
+def load(db: Path, schema: FeatureSchema = FEATURES, max_price: float = MAX_PRICE) -> Dataset:
     """The clean rows of ``db``; raises :class:`DataError` with a one-line cause."""
     raw = _read(db, [*schema.names, schema.target])
     ds = Dataset(frame=raw, rows_read=len(raw))
@@ -80,6 +108,7 @@ def load(db: Path, schema: FeatureSchema = FEATURES) -> Dataset:
     df = _drop(ds, df, unknown, "unknown category")
     non_positive = (df[list(schema.numeric)].le(0).any(axis=1) | df[schema.target].le(0)).to_numpy()
     df = _drop(ds, df, non_positive, "non-positive carat or price")
+    df = _drop(ds, df, df[schema.target].gt(max_price).to_numpy(), "price above MAX_PRICE")
     out_of_range = np.zeros(len(df), dtype=bool)
     for name, (lo, hi) in schema.numeric.items():
         out_of_range |= ~df[name].between(lo, hi).to_numpy()
@@ -111,7 +140,7 @@ def _read(db: Path, columns: list[str]) -> pd.DataFrame:
         raise DataError(f"cannot open database {db}: {exc}") from None
     try:
         try:
-            info = con.execute(f"PRAGMA table_info({TABLE})").fetchall()
+            info = con.execute(f"PRAGMA table_info({quote_identifier(TABLE)})").fetchall()
         except sqlite3.DatabaseError as exc:
             raise DataError(f"cannot read database {db}: {exc}") from None
         if not info:
@@ -120,13 +149,33 @@ def _read(db: Path, columns: list[str]) -> pd.DataFrame:
         missing = [c for c in columns if c not in present]
         if missing:
             raise DataError(f"table {TABLE!r} in {db} lacks column(s): {', '.join(missing)}")
-        primary = [row[1] for row in info if row[5]]  # (cid, name, type, notnull, default, pk)
-        key = f'"{primary[0]}"' if len(primary) == 1 else "rowid"
-        select = ", ".join([key, *(f'"{c}"' for c in columns)])
+        key = _key_column(info, db)
+        select = ", ".join([key, *(quote_identifier(c) for c in columns)])
+        table = quote_identifier(TABLE)
         try:
-            rows = con.execute(f'SELECT {select} FROM "{TABLE}" ORDER BY {key}').fetchall()
+            bad_keys = con.execute(f"SELECT count(*) FROM {table} WHERE typeof({key}) != 'integer'").fetchone()[0]
+            if bad_keys:
+                raise DataError(f"table {TABLE!r} in {db}: {bad_keys} row(s) have a key that is not an integer")
+            rows = con.execute(f"SELECT {select} FROM {table} ORDER BY {key}").fetchall()
         except sqlite3.DatabaseError as exc:
             raise DataError(f"cannot read table {TABLE!r} in {db}: {exc}") from None
     finally:
         con.close()
     return pd.DataFrame.from_records(rows, columns=[KEY, *columns])
+
+
+def _key_column(info: list[tuple[object, ...]], db: Path) -> str:
+    """The row key as an SQL expression: the table's INTEGER PRIMARY KEY column, or ``rowid``
+    when it declares no primary key. Any other key (TEXT, REAL, several columns) is refused."""
+    primary = [row for row in info if row[5]]  # (cid, name, type, notnull, default, pk)
+    if not primary:
+        return "rowid"
+    if len(primary) > 1:
+        names = ", ".join(str(row[1])[:40] for row in primary)
+        raise DataError(f"table {TABLE!r} in {db} has a composite primary key ({names}); it needs an INTEGER one")
+    name, declared = str(primary[0][1]), str(primary[0][2])
+    if declared.strip().upper() != "INTEGER":
+        raise DataError(
+            f"table {TABLE!r} in {db}: primary key {name[:40]!r} is {declared[:20] or 'untyped'}, not INTEGER"
+        )
+    return quote_identifier(name)

@@ -12,7 +12,8 @@ rows (:func:`score`). The rules, in order (:func:`decide`):
    that of the calibration rows the range was fitted on). With the shipped data (4,056
    held-out and about 7,100 calibration rows) three standard errors are 2.4 points, so
    the tolerance is the plain 3 points.
-3. With no current model, the candidate is promoted.
+3. With no current model, or one whose MAE is not finite (it cannot price every held-out
+   row), the candidate is promoted.
 4. A strictly lower MAE promotes.
 5. **As good, and more capable.** A candidate whose MAE is not higher than the current
    model's, and which adds a capability the current model lacks (a price range, or a
@@ -110,8 +111,9 @@ def score(blob: bytes, holdout: pd.DataFrame, version: int | None = None) -> Sco
     columns = {n: holdout[n].to_numpy() for n in FEATURES.names}
     values = predict_outputs(session, make_feeds(columns), wanted).astype(np.float64)
     actual = holdout[FEATURES.target].to_numpy(dtype=np.float64)
-    errors = np.abs(values[:, 0] - actual)
-    mae = float(np.mean(np.where(np.isnan(errors), np.inf, errors)))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is an infinite MAE, which decide() refuses
+        errors = np.abs(values[:, 0] - actual)
+        mae = float(np.mean(np.where(np.isnan(errors), np.inf, errors)))
     if not ranged:
         return Scores(mae, props.get("min_onnxruntime"), holdout_rows=len(holdout), version=version)
     low, high = values[:, 1], values[:, 2]
@@ -145,6 +147,8 @@ def decide(candidate: Scores, current: Scores | None) -> Decision:
         return Decision(True, f"no current model; candidate {candidate.describe()}")
     label = "current" if current.version is None else f"current v{current.version}"
     versus = f"candidate {candidate.describe()} vs {label} {current.describe()}"
+    if not math.isfinite(current.mae):
+        return Decision(True, f"the current model cannot price every held-out row: {versus}")
     if candidate.mae < current.mae:
         return Decision(True, f"lower MAE: {versus}")
     added = sorted(candidate.capabilities - current.capabilities)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import os
 import re
@@ -30,7 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.modelsettings import MODEL_NAME, ModelFileError, ModelSettings, read_settings, read_verified_model
+from pydantic import ValidationError
+
+from inference.modelsettings import (
+    MODEL_NAME,
+    ModelFileError,
+    ModelSettings,
+    read_settings,
+    read_verified_model,
+    strict_json_dumps,
+    strict_json_loads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +102,9 @@ class Registry:
         if not path.exists():
             return []
         lines = []
-        for line in path.read_text().splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                lines.append(json.loads(line))
+        for line in path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError, RecursionError):  # a torn or non-strict line is skipped
+                lines.append(strict_json_loads(line))
         return lines
 
     # -- writing ---------------------------------------------------------------
@@ -121,23 +130,36 @@ class Registry:
     def publish(self, blob: bytes, version: int, sha256: str) -> Path:
         """Write version ``version`` once; refuses to replace an existing file."""
         final = self.model_path(version)
+        if final.exists():
+            raise FileExistsError(f"{final} already exists")
+        # The digest first: a run killed between the two leaves a digest no model file claims
+        # (the next run of that version replaces it), never a model file without its digest.
+        side = final.with_name(final.name + ".sha256")
+        atomic_write(side, f"{sha256}  {final.name}\n".encode())
         tmp = _write_temp(self.directory, blob, prefix=f".{final.name}.")
         try:
             os.link(tmp, final)  # atomic, and fails with FileExistsError instead of overwriting
         finally:
             os.unlink(tmp)
-        side = final.with_name(final.name + ".sha256")
-        atomic_write(side, f"{sha256}  {final.name}\n".encode())
         _fsync_dir(self.directory)
         return final
 
     def write_settings(self, record: dict[str, Any]) -> None:
-        ModelSettings.model_validate(record)  # never write a pointer a reader would reject
-        atomic_write(self.settings_path, (json.dumps(record, indent=2) + "\n").encode())
+        """Replace the pointer; refuses (ModelFileError) a record a reader would reject, such as
+        one holding NaN or Infinity, which strict JSON has no spelling for."""
+        try:
+            ModelSettings.model_validate(record)
+            text = strict_json_dumps(record, indent=2)
+        except (ValidationError, ValueError) as exc:
+            raise ModelFileError(f"refusing to write an invalid settings record: {str(exc)[:300]}") from None
+        atomic_write(self.settings_path, (text + "\n").encode())
 
     def append_history(self, record: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode()
+        try:
+            line = (strict_json_dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode()
+        except ValueError as exc:
+            raise ModelFileError(f"refusing to write a non-JSON history record: {exc}") from None
         fd = os.open(self.directory / "history.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             os.write(fd, line)

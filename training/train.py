@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -51,10 +52,11 @@ def run(
     *,
     wait: bool = True,
     pipeline_factory: Callable[[], Pipeline] = build_pipeline,
+    max_price: float = data.MAX_PRICE,
 ) -> Outcome:
     registry = Registry(paths.settings, paths.registry)
     log.info("loading %s", paths.db)
-    dataset = data.load(paths.db)
+    dataset = data.load(paths.db, max_price=max_price)
     frame = dataset.frame
     holdout_mask = dataset.holdout
     train, holdout = frame[~holdout_mask], frame[holdout_mask]
@@ -124,8 +126,8 @@ def run(
             "event": "train",
             "decision": "promoted" if promote else "rejected",
             "reason": decision.reason,
-            "candidate_mae": round(candidate_mae, 4),
-            "current_mae": None if current_mae is None else round(current_mae, 4),
+            "candidate_mae": _finite(candidate_mae),
+            "current_mae": None if current_mae is None else _finite(current_mae),
             "price_range": candidate.record() or None,
             "current_version": current_version,
             "version": version if promote else None,
@@ -148,6 +150,11 @@ def run(
             log.info("promoted v%d: %s (sha256 %s)", version, path, sha[:12])
         registry.append_history(history)
     return Outcome(promote, version, candidate_mae, current_mae, current_version)
+
+
+def _finite(mae: float) -> float | None:
+    """The MAE rounded for the records; None when it is not finite (JSON has no Infinity)."""
+    return round(mae, 4) if math.isfinite(mae) else None
 
 
 def _props(model: onnx.ModelProto) -> dict[str, str]:
