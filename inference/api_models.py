@@ -61,6 +61,9 @@ class ModelInfo(BaseModel):
     mae: float = Field(description="Mean absolute error in USD on the training holdout.")
     sha256: str
     loaded_at: float = Field(description="Unix time the model was loaded by this process.")
+    report: str | None = Field(
+        default=None, description="Link to the HTML report of the run that promoted this version; null if it has none."
+    )
 
 
 class Health(BaseModel):

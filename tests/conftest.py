@@ -78,13 +78,16 @@ class Project:
         )
 
     def snapshot(self) -> dict[str, bytes]:
-        """Every file of the settings and registry, for 'nothing changed' assertions."""
+        """Every file of the settings and registry, for 'nothing changed' assertions.
+
+        Not ``registry/reports/``: every run, even a failed one, adds its report there.
+        """
         files = {}
         if self.settings.exists():
             files["modelsettings.json"] = self.settings.read_bytes()
         if self.registry.exists():
             for p in sorted(self.registry.iterdir()):
-                if p.name != ".lock":
+                if p.name != ".lock" and p.is_file():
                     files[p.name] = p.read_bytes()
         return files
 

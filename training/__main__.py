@@ -60,15 +60,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "promote":
             versions.promote(registry, args.version)
         else:
-            train.run(paths, wait=not args.no_wait)
+            outcome = train.run(paths, wait=not args.no_wait)
+            print(f"report: {outcome.report}", flush=True)
     except RegistryBusy as exc:
         log.error("error: %s", exc)
         return EX_TEMPFAIL
-    except (data.DataError, train.TrainingError, ModelFileError) as exc:
+    except (data.DataError, train.TrainingError, ModelFileError, OSError) as exc:
         log.error("error: %s", exc)
-        return 1
-    except OSError as exc:
-        log.error("error: %s", exc)
+        if args.command == "train":
+            from training.report import write_failure
+
+            print(f"report: {write_failure(paths, exc)}", flush=True)
         return 1
     return 0
 
