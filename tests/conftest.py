@@ -124,3 +124,29 @@ def served(trained: Project, tmp_path: Path) -> Project:
     proj = Project(tmp_path / "served")
     shutil.copytree(trained.root, proj.root, ignore=shutil.ignore_patterns(".lock"))
     return proj
+
+
+# -- a real browser: Debian's chromium driven by Playwright (never a downloaded browser) ------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "artifacts"
+"""Where tests leave files for a person to look at (screenshots); gitignored."""
+
+
+def require_chromium() -> Path:
+    """/usr/bin/chromium, or skip (fail under CI, where no test may skip)."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI must run scripts/install_chromium.sh first")
+        pytest.skip(f"{CHROMIUM} is missing (scripts/install_chromium.sh installs it)")
+    return CHROMIUM

@@ -270,12 +270,18 @@ def _history_section(
                 points.append((when, mae, "", "rejected"))
         except (KeyError, TypeError, ValueError):
             continue  # a line this report cannot read is not a reason to fail the run
+    marks = {current_version: " (current)"} if current_version is not None else {}
     if this_run is not None:
         points.append((datetime.fromisoformat(this_run[0]), this_run[1], this_run[2], "this run"))
+        if this_run[2].startswith("v"):  # promoted by this run
+            version = int(this_run[2][1:])
+            trained[version] = (this_run[0], this_run[1])
+            versions = sorted({*versions, version})
+            marks = {version: " (this run, now current)"}
     rows = []
     for v in versions:
         time, mae = trained.get(v, ("not in the history", math.nan))
-        mark = " (current)" if v == current_version else ""
+        mark = marks.get(v, "")
         rows.append([f"v{v}{escape(mark)}", escape(time), usd(mae, 4), f"<code>{escape(report_name(v))}</code>"])
     html = (
         "<p>Each version's MAE as measured when it was trained (on the holdout of the data of that time); rejected "

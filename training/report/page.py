@@ -56,7 +56,7 @@ def figure(plot: Plot) -> str:
 
 def data_block(summary: dict[str, Any]) -> str:
     """The summary as a JSON data block; ``<`` is escaped so no value can close the element."""
-    text = json.dumps(_strict(summary), indent=1, sort_keys=True, allow_nan=False).replace("<", "\\u003c")
+    text = json.dumps(_strict(summary), indent=1, allow_nan=False).replace("<", "\\u003c")
     return f'<script type="application/json" id="report-data">{text}</script>'
 
 
@@ -72,7 +72,7 @@ def render(title: str, decision: str, sections: Sequence[tuple[str, str, str]], 
         f'<meta http-equiv="Content-Security-Policy" content="{PAGE_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head>"
-        f'<body class="{escape(decision)}"><h1>{escape(title)}</h1><nav>{nav}</nav>{body}'
+        f'<body data-decision="{escape(decision)}"><h1>{escape(title)}</h1><nav>{nav}</nav>{body}'
         f"{data_block(summary)}</body></html>\n"
     )
 

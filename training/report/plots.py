@@ -53,7 +53,7 @@ def _uri(fig: Figure, fmt: str) -> str:
     buffer = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
     with rc_context(STYLE):
-        fig.savefig(buffer, format=fmt, dpi=PNG_DPI, bbox_inches="tight", metadata=metadata)
+        fig.savefig(buffer, format=fmt, dpi=PNG_DPI, metadata=metadata)
     mime = "image/svg+xml" if fmt == "svg" else "image/png"
     return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
@@ -132,7 +132,7 @@ def mae_by_segment(
             if two:
                 current = [_finite_or_nan(r[3]) for r in rows]
                 ax.bar(x + width / 2, current, width, color=CURRENT, label=labels[1])
-            ax.set_xticks(x, [r[0] for r in rows], rotation=30 if len(rows) > 5 else 0)
+            ax.set_xticks(x, [r[0] for r in rows], rotation=30 if max(len(r[0]) for r in rows) > 3 else 0)
             ax.set(title=f"by {kind}", ylabel="MAE (USD)")
         axes[0].legend()
     return Plot("MAE by segment", _uri(fig, "svg"), "bar charts of MAE by cut, color, clarity and carat band")
