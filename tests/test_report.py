@@ -175,10 +175,10 @@ def with_interval(blob: bytes, low: float, high: float) -> bytes:
 def facts_for(p: Project, candidate: bytes, current: Any) -> RunFacts:
     dataset, holdout = holdout_of(p)
     record = json.loads(p.settings.read_text())
+    current_mae = None if current is None else 1.0
     return RunFacts(
-        p.db, dataset.rows_read, dataset.removed, len(dataset.frame) - len(holdout), holdout, record, candidate,
-        1.0, current, None if current is None else 1.0, False, Registry(p.settings, p.registry).history(), [1],
-    )  # fmt: skip
+        p.db, dataset, holdout, record, candidate, 1.0, current, current_mae, False, Registry(p.settings, p.registry)
+    )
 
 
 def test_the_interval_section_appears_only_when_the_model_has_one(served: Project, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@
 
 Exit status: 0 when a run completes (candidate promoted or rejected), 1 on an
 error (nothing changed), 75 when ``--no-wait`` finds another run holding the lock.
+A training run, completed or failed, ends by printing ``report: <path>``: its HTML report.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             from training.report import write_failure
 
-            print(f"report: {write_failure(paths, exc)}", flush=True)
+            print(f"report: {write_failure(paths, exc) or 'none (see above)'}", flush=True)
         return 1
     return 0
 

@@ -137,23 +137,10 @@ def run(
                 len(holdout),
             )
 
-        report_html = report.render_run(
-            report.RunFacts(
-                paths.db,
-                dataset.rows_read,
-                dataset.removed,
-                len(train),
-                holdout,
-                record,
-                blob,
-                candidate_mae,
-                current,
-                current_mae,
-                promote,
-                registry.history(),
-                list(registry.versions()),
-            )
+        facts = report.RunFacts(
+            paths.db, dataset, holdout, record, blob, candidate_mae, current, current_mae, promote, registry
         )
+        report_html = report.render_run(facts)
         history: dict[str, Any] = {
             "time": created_at,
             "event": "train",

@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 
 def render_run(facts: RunFacts) -> str:
     """The HTML report of a completed run (the gate has decided; nothing is written yet)."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     html = run_page(facts)
-    log.info("report rendered in %.1f s (%d KB)", time.perf_counter() - started, len(html) // 1024)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    log.info("report rendered in %.1f s (%.1f s of CPU), %d KB", elapsed, cpu, len(html) // 1024)
     return html
 
 
@@ -37,17 +38,19 @@ def save_run(registry: Registry, html: str, version: int | None, created_at: str
         path = save_promoted(registry.directory, version, html)
     else:
         path = save_unpromoted(registry.directory, datetime.fromisoformat(created_at), "rejected", html)
-    log.info("report: %s", path)
     return path
 
 
 def write_failure(paths: TrainingPaths, error: BaseException) -> Path | None:
-    """Report a run that stopped on ``error``; None (and a warning) if even that cannot be written."""
+    """Report a run that stopped on ``error``; None if even that cannot be written.
+
+    That is logged at info level (stdout): the run's own one-line error stays the only line on stderr.
+    """
     registry = Registry(paths.settings, paths.registry)
     when = datetime.now(UTC)
     try:
         html = failure_page(paths, registry, error, when)
         return save_unpromoted(registry.directory, when, "failed", html)
     except Exception as exc:  # the run's own error is what matters; never mask it
-        log.warning("warning: could not write the failure report: %s", exc)
+        log.info("no failure report written: %s", exc)
         return None

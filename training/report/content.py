@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from pathlib import Path
@@ -16,6 +16,7 @@ import pandas as pd
 from inference.modelsettings import MODEL_NAME
 from inference.reports import report_name
 from inference.schema import FEATURES
+from training.data import Dataset
 from training.paths import TrainingPaths
 from training.registry import Current, Registry
 from training.report import evaluation, plots
@@ -30,10 +31,10 @@ class RunFacts:
     """Everything a completed run knows when the gate has decided."""
 
     db: Path
-    rows_read: int
-    removed: dict[str, int]
-    train_rows: int
+    dataset: Dataset
+    """The clean rows, what cleaning removed, how many rows were read."""
     holdout: pd.DataFrame
+    """The gate's rows: both models are scored on exactly these."""
     record: dict[str, Any]
     """The candidate's record (version, fingerprint, estimator, params, libraries, created_at...)."""
     candidate: bytes
@@ -41,8 +42,12 @@ class RunFacts:
     current: Current | None
     current_mae: float | None
     promoted: bool
-    history: list[dict[str, Any]] = field(default_factory=list)
-    versions: list[int] = field(default_factory=list)
+    registry: Registry
+    """Read for its history and its versions, before this run adds to them."""
+
+    @property
+    def train_rows(self) -> int:
+        return len(self.dataset.frame) - len(self.holdout)
 
 
 def run_page(facts: RunFacts) -> str:
@@ -95,7 +100,10 @@ def run_page(facts: RunFacts) -> str:
         plots.mae_by_segment(by_kind, (cand_label, curr_label)),
     ]
     this_run = (facts.record["created_at"], facts.candidate_mae, f"v{version}" if facts.promoted else "candidate")
-    history_html = _history_section(facts.history, facts.versions, this_run, current_version)
+    registry = facts.registry
+    history_html = _history_section(
+        registry.history(), list(registry.versions()), this_run, current_version, registry.directory
+    )
 
     sections = [
         ("decision", "Decision", f'<p class="decision {decision}">{escape(reason)}</p>'),
@@ -140,7 +148,9 @@ def failure_page(paths: TrainingPaths, registry: Registry, error: BaseException,
         (
             "history",
             "Every version",
-            _history_section(history, list(registry.versions()), None, settings.version if settings else None),
+            _history_section(
+                history, list(registry.versions()), None, settings.version if settings else None, registry.directory
+            ),
         ),
     ]
     summary = {
@@ -185,8 +195,8 @@ def _reason(facts: RunFacts, version: int, current_version: int | None, segments
 def _data_summary(facts: RunFacts) -> dict[str, Any]:
     return {
         "db": str(facts.db),
-        "rows_read": facts.rows_read,
-        "removed": dict(facts.removed),
+        "rows_read": facts.dataset.rows_read,
+        "removed": dict(facts.dataset.removed),
         "clean_rows": facts.train_rows + len(facts.holdout),
         "train_rows": facts.train_rows,
         "holdout_rows": len(facts.holdout),
@@ -255,6 +265,7 @@ def _history_section(
     versions: list[int],
     this_run: tuple[str, float, str] | None,
     current_version: int | None,
+    directory: Path | None,
 ) -> str:
     points: list[tuple[datetime, float, str, str]] = []
     trained: dict[int, tuple[str, float]] = {}
@@ -282,7 +293,11 @@ def _history_section(
     for v in versions:
         time, mae = trained.get(v, ("not in the history", math.nan))
         mark = marks.get(v, "")
-        rows.append([f"v{v}{escape(mark)}", escape(time), usd(mae, 4), f"<code>{escape(report_name(v))}</code>"])
+        has_report = (this_run is not None and mark.startswith(" (this run")) or (
+            directory is not None and (directory / report_name(v)).is_file()
+        )
+        report = f"<code>{escape(report_name(v))}</code>" if has_report else "none (trained before reports)"
+        rows.append([f"v{v}{escape(mark)}", escape(time), usd(mae, 4), report])
     html = (
         "<p>Each version's MAE as measured when it was trained (on the holdout of the data of that time); rejected "
         "candidates are crosses. Open any version's report with <code>GET /models/{version}/report</code>, or the "
