@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 
 from inference.modelsettings import MODEL_NAME
-from inference.reports import report_name
 from inference.schema import FEATURES
 from training.data import Dataset
 from training.paths import TrainingPaths
 from training.registry import Current, Registry
 from training.report import evaluation, plots
 from training.report.evaluation import Interval, Segment
+from training.report.history import history_section
 from training.report.page import figure, render, table, usd
 
 REPORT_FORMAT = 1
@@ -101,7 +101,7 @@ def run_page(facts: RunFacts) -> str:
     ]
     this_run = (facts.record["created_at"], facts.candidate_mae, f"v{version}" if facts.promoted else "candidate")
     registry = facts.registry
-    history_html = _history_section(
+    history_html = history_section(
         registry.history(), list(registry.versions()), this_run, current_version, registry.directory
     )
 
@@ -148,7 +148,7 @@ def failure_page(paths: TrainingPaths, registry: Registry, error: BaseException,
         (
             "history",
             "Every version",
-            _history_section(
+            history_section(
                 history, list(registry.versions()), None, settings.version if settings else None, registry.directory
             ),
         ),
@@ -258,54 +258,6 @@ def _interval_html(intervals: dict[str, Interval | None]) -> str:
         f"(nominal {nominal}), and how wide it is on average.</p>"
         + table(["model", "rows", "coverage", "mean width (USD)"], rows)
     )
-
-
-def _history_section(
-    history: list[dict[str, Any]],
-    versions: list[int],
-    this_run: tuple[str, float, str] | None,
-    current_version: int | None,
-    directory: Path | None,
-) -> str:
-    points: list[tuple[datetime, float, str, str]] = []
-    trained: dict[int, tuple[str, float]] = {}
-    for line in history:
-        try:
-            if line.get("event") != "train":
-                continue
-            when, mae = datetime.fromisoformat(str(line["time"])), float(line["candidate_mae"])
-            if line.get("decision") == "promoted" and line.get("version") in versions:
-                trained[int(line["version"])] = (str(line["time"]), mae)
-                points.append((when, mae, f"v{line['version']}", "version"))
-            elif line.get("decision") == "rejected":
-                points.append((when, mae, "", "rejected"))
-        except (KeyError, TypeError, ValueError):
-            continue  # a line this report cannot read is not a reason to fail the run
-    marks = {current_version: " (current)"} if current_version is not None else {}
-    if this_run is not None:
-        points.append((datetime.fromisoformat(this_run[0]), this_run[1], this_run[2], "this run"))
-        if this_run[2].startswith("v"):  # promoted by this run
-            version = int(this_run[2][1:])
-            trained[version] = (this_run[0], this_run[1])
-            versions = sorted({*versions, version})
-            marks = {version: " (this run, now current)"}
-    rows = []
-    for v in versions:
-        time, mae = trained.get(v, ("not in the history", math.nan))
-        mark = marks.get(v, "")
-        has_report = (this_run is not None and mark.startswith(" (this run")) or (
-            directory is not None and (directory / report_name(v)).is_file()
-        )
-        report = f"<code>{escape(report_name(v))}</code>" if has_report else "none (trained before reports)"
-        rows.append([f"v{v}{escape(mark)}", escape(time), usd(mae, 4), report])
-    html = (
-        "<p>Each version's MAE as measured when it was trained (on the holdout of the data of that time); rejected "
-        "candidates are crosses. Open any version's report with <code>GET /models/{version}/report</code>, or the "
-        "file beside its model.</p>"
-    )
-    if points:
-        html += figure(plots.mae_over_time(sorted(points)))
-    return html + table(["version", "trained", "MAE (USD)", "report file"], rows)
 
 
 def _candidate_html(record: dict[str, Any]) -> str:
