@@ -86,6 +86,9 @@ class ModelInfo(BaseModel):
     price_range: RangeRecord | None = Field(default=None, description=f"The price range's calibration; {RANGE_NULL}")
     sha256: str
     loaded_at: float = Field(description="Unix time the model was loaded by this process.")
+    report: str | None = Field(
+        default=None, description="Link to the HTML report of the run that promoted this version; null if it has none."
+    )
 
 
 class Health(BaseModel):

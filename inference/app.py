@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from inference import api_models as m
-from inference import endpoints
+from inference import endpoints, reports
 from inference.batching import RowBatcher
 from inference.calculator import calculator_routes
 from inference.config import Settings
@@ -108,7 +108,7 @@ OPERATIONS = [
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app. ``settings`` defaults to :meth:`Settings.from_env`."""
     settings = settings or Settings.from_env()
-    operations = [*OPERATIONS, *V2_OPERATIONS]
+    operations = [*OPERATIONS, *V2_OPERATIONS, reports.OPERATION]
     routes: list[BaseRoute] = [
         Route("/", endpoints.health, methods=["GET"]),
         Route("/health/live", endpoints.live, methods=["GET"]),
@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/diamond_prices", endpoints.diamond_prices, methods=["POST"]),
         Route("/update_model", endpoints.update_model, methods=["POST"]),
         *v2_routes(),
+        *reports.report_routes(),
     ]
     routes += docs_routes(settings.static_dir)
     routes += calculator_routes(settings.calculator_dir)

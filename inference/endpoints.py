@@ -11,6 +11,7 @@ from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from inference import reports
 from inference.api_models import Diamond, DiamondBatch
 from inference.batching import RowBatcher
 from inference.errors import InvalidInput, ModelUnavailable, ReloadFailed, Unauthorized
@@ -66,7 +67,12 @@ async def health(request: Request) -> Response:
     if model is None:
         body = {"status": "unavailable", "ready": False, "model": None, "reason": holder.unavailable_reason}
         return JSONResponse(body, status_code=503)
-    return JSONResponse({"status": "ok", "ready": True, "model": model_info(model), "reason": None})
+    info = model_info(model)
+    registry = request.app.state.settings.model_registry
+    info["report"] = (
+        reports.report_link(model.version) if await reports.existing_report(registry, model.version) else None
+    )
+    return JSONResponse({"status": "ok", "ready": True, "model": info, "reason": None})
 
 
 async def live(request: Request) -> Response:

@@ -27,6 +27,8 @@ class Operation:
     parameters: list[dict[str, Any]] = field(default_factory=list)
     security: bool = False
     extra_request_content: dict[str, Any] = field(default_factory=dict)
+    response_content: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Status -> media type -> schema, for responses that are not JSON (e.g. an HTML page)."""
 
 
 def build_openapi(operations: list[Operation], *, title: str, version: str, description: str) -> dict[str, Any]:
@@ -63,6 +65,8 @@ def build_openapi(operations: list[Operation], *, title: str, version: str, desc
             response: dict[str, Any] = {"description": text}
             if model is not None:
                 response["content"] = {"application/json": {"schema": ref(model)}}
+            if status in op.response_content:
+                response["content"] = {**response.get("content", {}), **op.response_content[status]}
             entry["responses"][str(status)] = response
         paths.setdefault(op.path, {})[op.method] = entry
     return {

@@ -89,13 +89,16 @@ class Project:
         )
 
     def snapshot(self) -> dict[str, bytes]:
-        """Every file of the settings and registry, for 'nothing changed' assertions."""
+        """Every file of the settings and registry, for 'nothing changed' assertions.
+
+        Not ``registry/reports/``: every run, even a failed one, adds its report there.
+        """
         files = {}
         if self.settings.exists():
             files["modelsettings.json"] = self.settings.read_bytes()
         if self.registry.exists():
             for p in sorted(self.registry.iterdir()):
-                if p.name != ".lock":
+                if p.name != ".lock" and p.is_file():
                     files[p.name] = p.read_bytes()
         return files
 
@@ -147,3 +150,29 @@ def train_tiny_in_child(db: str, settings: str, registry: str, max_iter: int) ->
     from training.train import run
 
     run(TrainingPaths(Path(db), Path(settings), Path(registry)), pipeline_factory=tiny_factory(max_iter=max_iter))
+
+
+# -- a real browser: Debian's chromium driven by Playwright (never a downloaded browser) ------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "artifacts"
+"""Where tests leave files for a person to look at (screenshots); gitignored."""
+
+
+def require_chromium() -> Path:
+    """/usr/bin/chromium, or skip (fail under CI, where no test may skip)."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI must run scripts/install_chromium.sh first")
+        pytest.skip(f"{CHROMIUM} is missing (scripts/install_chromium.sh installs it)")
+    return CHROMIUM

@@ -11,6 +11,7 @@ Environment: DIAMOND_DB, MODEL_SETTINGS, MODEL_REGISTRY (paths, as the options),
 
 Exit status: 0 when a run completes (candidate promoted or rejected), 1 on an
 error (nothing changed), 75 when ``--no-wait`` finds another run holding the lock.
+A training run, completed or failed, ends by printing ``report: <path>``: its HTML report.
 """
 
 from __future__ import annotations
@@ -69,15 +70,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export-triton":
             triton.export(registry, args.version, args.out)
         else:
-            train.run(paths, wait=not args.no_wait, max_price=data.max_price_from_env())
+            outcome = train.run(paths, wait=not args.no_wait, max_price=data.max_price_from_env())
+            print(f"report: {outcome.report}", flush=True)
     except RegistryBusy as exc:
         log.error("error: %s", exc)
         return EX_TEMPFAIL
-    except (data.DataError, train.TrainingError, ModelFileError) as exc:
+    except (data.DataError, train.TrainingError, ModelFileError, OSError) as exc:
         log.error("error: %s", exc)
-        return 1
-    except OSError as exc:
-        log.error("error: %s", exc)
+        if args.command == "train":
+            from training.report import write_failure
+
+            print(f"report: {write_failure(paths, exc) or 'none (see above)'}", flush=True)
         return 1
     return 0
 

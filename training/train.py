@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as pkg_metadata
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -18,7 +19,7 @@ from sklearn.pipeline import Pipeline
 
 from inference.modelsettings import MODEL_NAME, SETTINGS_FORMAT, ModelFileError
 from inference.schema import FEATURES
-from training import data, export, gate
+from training import data, export, gate, report
 from training.paths import TrainingPaths
 from training.pipeline import build_pipeline, describe
 from training.registry import Registry
@@ -45,6 +46,8 @@ class Outcome:
     candidate_mae: float
     current_mae: float | None
     current_version: int | None
+    report: Path | None = None
+    """The run's HTML report."""
 
 
 def run(
@@ -121,6 +124,20 @@ def run(
         current_version = current.settings.version if current else None
         log.info("decision: %s v%d: %s", "promote" if promote else "reject", version, decision.reason)
 
+        facts = report.RunFacts(
+            paths.db,
+            dataset,
+            holdout,
+            record,
+            blob,
+            candidate_mae,
+            current,
+            current_mae,
+            promote,
+            decision.reason,
+            registry,
+        )
+        report_html = report.render_run(facts)
         history: dict[str, Any] = {
             "time": created_at,
             "event": "train",
@@ -144,12 +161,16 @@ def run(
             blob = model.SerializeToString()
             sha = hashlib.sha256(blob).hexdigest()
             path = registry.publish(blob, version, sha)
+            report_path = report.save_run(registry, report_html, version, created_at)
             record = {**record, "path": registry.relative_model_path(version), "sha256": sha}
             registry.write_settings(record)
             history["sha256"] = sha
             log.info("promoted v%d: %s (sha256 %s)", version, path, sha[:12])
+        else:
+            report_path = report.save_run(registry, report_html, None, created_at)
+        history["report"] = report.relative_to_registry(registry.directory, report_path)
         registry.append_history(history)
-    return Outcome(promote, version, candidate_mae, current_mae, current_version)
+    return Outcome(promote, version, candidate_mae, current_mae, current_version, report_path)
 
 
 def _finite(mae: float) -> float | None:

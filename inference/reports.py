@@ -1,0 +1,115 @@
+"""Run reports, read-only: ``GET /models/{version}/report`` serves a promoted version's HTML report.
+
+Training writes ``diamond_price-v{N}.report.html`` beside ``diamond_price-v{N}.onnx`` when it
+promotes version N (see ``training/report``); this module owns that name, so both sides agree on
+it. The file is found exactly as a model file is (:func:`resolve_model_path`): it must resolve
+inside the registry, through no symlink that leads out. The page is served with a policy that allows
+no script and no request at all: the report inlines its styles and its plots (``data:`` images).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from inference import api_models as m
+from inference.errors import ServiceError
+from inference.modelsettings import MODEL_NAME, ModelFileError, resolve_model_path
+from inference.openapi import Operation
+
+SUFFIX = ".report.html"
+PATH = "/models/{version}/report"
+MAX_VERSION_DIGITS = 9
+# Stricter than the docs pages' policy: a report needs inline styles and data: images, nothing else.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'self'"
+)
+OPERATION = Operation(
+    PATH,
+    "get",
+    "The HTML report of the training run that promoted a version",
+    "models",
+    {200: ("The report, a self-contained HTML page", None), 404: ("No such version, or it has no report", m.Error)},
+    description="What the run read and cleaned, the candidate against the model it replaced on the same held-out "
+    "rows (MAE overall and by cut, color, clarity and carat band), plots, and the gate's decision. The page makes "
+    "no request of its own.",
+    parameters=[
+        {
+            "name": "version",
+            "in": "path",
+            "required": True,
+            "description": "A model version, as `/` and `python -m training versions` list them.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    ],
+    response_content={200: {"text/html": {"schema": {"type": "string"}}}},
+)
+
+
+class ReportNotFound(ServiceError):
+    status_code = 404
+
+
+def report_name(version: int) -> str:
+    """The file name of version ``version``'s report, beside its model file."""
+    return f"{MODEL_NAME}-v{version}{SUFFIX}"
+
+
+def report_path(registry: Path, version: int) -> Path:
+    """Version ``version``'s report file, proven to lie inside ``registry`` as model files are.
+
+    :func:`resolve_model_path` takes paths relative to the settings file's directory; a report's
+    name is relative to the registry itself, hence the anchor inside it.
+    """
+    return resolve_model_path(registry / MODEL_NAME, registry, report_name(version))
+
+
+def report_link(version: int) -> str:
+    return PATH.format(version=version)
+
+
+def parse_version(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > MAX_VERSION_DIGITS or int(raw) < 1:
+        raise ReportNotFound(f"version: {raw[:40]!r} is not a model version (a whole number from 1)")
+    return int(raw)
+
+
+async def existing_report(registry: Path, version: int) -> Path | None:
+    """The report file of ``version`` if there is one inside the registry, else None."""
+    try:
+        path = report_path(registry, version)
+    except ModelFileError:
+        return None
+    return path if await anyio.Path(path).is_file() else None
+
+
+async def model_report(request: Request) -> Response:
+    version = parse_version(request.path_params["version"])
+    registry: Path = request.app.state.settings.model_registry
+    try:
+        path = report_path(registry, version)
+    except ModelFileError:  # it would resolve outside the registry: as good as absent
+        raise ReportNotFound(f"version {version} has no report in the registry") from None
+    try:
+        body = await anyio.Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ReportNotFound(
+            f"version {version} has no report ({report_name(version)} is not in the registry)"
+        ) from None
+    except OSError as exc:
+        raise ReportNotFound(f"version {version}'s report cannot be read: {exc.strerror}") from None
+    headers = {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "Cache-Control": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+
+
+def report_routes() -> list[BaseRoute]:
+    return [Route(PATH, model_report, methods=["GET"])]

@@ -1,0 +1,119 @@
+"""What the report measures: both models' predictions on the holdout, MAE by segment, the interval.
+
+Everything here is computed from the ``.onnx`` bytes with onnxruntime, exactly as the gate scores
+them, so the report's overall MAE is the gate's MAE. A row a model cannot price (NaN) counts as an
+infinite error, as it does for the gate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, open_session
+from inference.schema import FEATURES
+from training.estimator import INTERVAL
+
+INTERVAL_OUTPUTS = RANGE_OUTPUTS
+"""A model with both outputs also predicts an interval; the report then shows its coverage and width."""
+NOMINAL_COVERAGE = round(INTERVAL[1] - INTERVAL[0], 6)
+CARAT_BANDS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+"""Inner edges of the carat bands: [0.2, 0.5), [0.5, 1), [1, 1.5), [1.5, 2), [2, 5.01]."""
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One model's output on the holdout rows, in the rows' order."""
+
+    price: np.ndarray
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+
+    def errors(self, actual: np.ndarray) -> np.ndarray:
+        """Absolute errors; an unpriced row counts as infinitely wrong."""
+        errors = np.abs(self.price - actual)
+        return np.where(np.isnan(errors), np.inf, errors)
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: str
+    """``cut``, ``color``, ``clarity`` or ``carat band``."""
+    label: str
+    rows: int
+    candidate_mae: float
+    current_mae: float | None
+
+
+@dataclass(frozen=True)
+class Interval:
+    """How often ``[price_low, price_high]`` holds the actual price, and how wide it is."""
+
+    coverage: float
+    mean_width: float
+    rows: int
+
+
+def predict_all(blob: bytes, frame: pd.DataFrame) -> Predictions:
+    """The model's price (and interval, if it has one) for every row of ``frame``."""
+    session = open_session(blob)
+    outputs = {o.name for o in session.get_outputs()}
+    names = [OUTPUT, *(INTERVAL_OUTPUTS if set(INTERVAL_OUTPUTS) <= outputs else ())]
+    columns = {n: frame[n].to_numpy() for n in FEATURES.names}
+    values = [np.asarray(v, dtype=np.float64).reshape(-1) for v in session.run(names, make_feeds(columns))]
+    if len(values) == 3:
+        return Predictions(values[0], values[1], values[2])
+    return Predictions(values[0])
+
+
+def mae(errors: np.ndarray) -> float:
+    return float(np.mean(errors)) if len(errors) else math.nan
+
+
+def carat_band_labels(carat: np.ndarray) -> np.ndarray:
+    """Each row's carat band, labelled by its bounds."""
+    lo, hi = FEATURES.numeric["carat"]
+    edges = (lo, *CARAT_BANDS, hi)
+    labels = [f"{a:g}–{b:g}" for a, b in itertools.pairwise(edges)]
+    return np.asarray(labels, dtype=object)[np.searchsorted(CARAT_BANDS, carat, side="right")]
+
+
+def segment_keys() -> dict[str, tuple[str, ...]]:
+    """Segment kind -> its labels, in quality (or size) order."""
+    lo, hi = FEATURES.numeric["carat"]
+    edges = (lo, *CARAT_BANDS, hi)
+    bands = tuple(f"{a:g}–{b:g}" for a, b in itertools.pairwise(edges))
+    return {**FEATURES.categorical, "carat band": bands}
+
+
+def segments(holdout: pd.DataFrame, candidate: np.ndarray, current: np.ndarray | None) -> list[Segment]:
+    """MAE of both models on every segment of the holdout (absolute errors in, same row order)."""
+    columns: dict[str, np.ndarray] = {name: holdout[name].to_numpy() for name in FEATURES.categorical}
+    columns["carat band"] = carat_band_labels(holdout["carat"].to_numpy())
+    found = []
+    for kind, labels in segment_keys().items():
+        for label in labels:
+            mask = columns[kind] == label
+            found.append(
+                Segment(
+                    kind,
+                    label,
+                    int(mask.sum()),
+                    mae(candidate[mask]),
+                    None if current is None else mae(current[mask]),
+                )
+            )
+    return found
+
+
+def interval(predictions: Predictions, actual: np.ndarray) -> Interval | None:
+    """Coverage and mean width of the model's interval, or None when the model has none."""
+    if predictions.low is None or predictions.high is None:
+        return None
+    inside = (predictions.low <= actual) & (actual <= predictions.high)
+    width = predictions.high - predictions.low
+    return Interval(float(np.mean(inside)), float(np.mean(width)), len(actual))
