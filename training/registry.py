@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -86,6 +87,19 @@ class Registry:
             return side.read_text().split()[0]
         except (OSError, IndexError):
             raise ModelFileError(f"no recorded sha256 for version {version} ({side} missing or empty)") from None
+
+    def verified_blob(self, version: int) -> bytes:
+        """The bytes of ``version``'s model, checked against the digest recorded beside it."""
+        path = self.model_path(version)
+        if not path.is_file():
+            known = ", ".join(f"v{v}" for v in self.versions()) or "none"
+            raise ModelFileError(f"version {version} does not exist in {self.directory} (versions: {known})")
+        expected = self.recorded_sha256(version)
+        blob = path.read_bytes()
+        sha = hashlib.sha256(blob).hexdigest()
+        if sha != expected:
+            raise ModelFileError(f"{path} does not verify: sha256 {sha}, recorded {expected}")
+        return blob
 
     def current(self) -> Current | None:
         """The current model, verified; None when no settings file exists yet."""

@@ -115,15 +115,8 @@ def config_text(version: int, inputs: list[Tensor], outputs: list[Tensor], sha25
 
 def export(registry: Registry, version: int, out: Path) -> Path:
     """Write the Triton repository for ``version`` under ``out``; returns the model directory."""
-    path = registry.model_path(version)
-    if not path.is_file():
-        known = ", ".join(f"v{v}" for v in registry.versions()) or "none"
-        raise ModelFileError(f"version {version} does not exist in {registry.directory} (versions: {known})")
-    expected = registry.recorded_sha256(version)
-    blob = path.read_bytes()
-    sha = hashlib.sha256(blob).hexdigest()
-    if sha != expected:
-        raise ModelFileError(f"{path} does not verify: sha256 {sha}, recorded {expected}")
+    blob = registry.verified_blob(version)
+    sha = expected = hashlib.sha256(blob).hexdigest()
     inputs, outputs = signature(blob)
 
     model_dir = out / MODEL_NAME

@@ -109,14 +109,8 @@ def promote(registry: Registry, version: int) -> dict[str, Any]:
     """Point the settings file at ``version`` after verifying it; returns the new record."""
     with registry.lock():
         path = registry.model_path(version)
-        if not path.is_file():
-            known = ", ".join(f"v{v}" for v in registry.versions()) or "none"
-            raise ModelFileError(f"version {version} does not exist in {registry.directory} (versions: {known})")
-        expected = registry.recorded_sha256(version)
-        blob = path.read_bytes()
+        blob = registry.verified_blob(version)
         sha = hashlib.sha256(blob).hexdigest()
-        if sha != expected:
-            raise ModelFileError(f"{path} does not verify: sha256 {sha}, recorded {expected}")
         record = _model_record(blob)
         if "mae" not in record:
             raise ModelFileError(f"{path} carries no MAE in its metadata")
