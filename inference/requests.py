@@ -10,7 +10,6 @@ request could is refused by counting its structural bytes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +23,7 @@ from inference.api_models import MAX_BATCH, Diamond, DiamondBatch
 from inference.errors import BadRequest, InvalidInput, UnsupportedMediaType, clip_text
 from inference.limits import decode_content
 from inference.schema import FEATURES
+from inference.v2_binary import strict_json
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -114,7 +114,7 @@ def validate_large(model: type[M], body: bytes, limit: int) -> M:
         where = "diamonds" if model is DiamondBatch else "(body)"
         what = f"at most {MAX_BATCH} diamonds" if model is DiamondBatch else "one diamond"
         raise invalid([{"field": where, "problem": f"the body holds more JSON values than {what} can"}], 1)
-    data = _loads(body)
+    data = strict_json(body)
     problems: list[dict[str, str]] = []
     total = 0
     if isinstance(data, dict):  # unknown keys are listed here, so a huge object costs no more
@@ -132,18 +132,6 @@ def validate_large(model: type[M], body: bytes, limit: int) -> M:
     if total:
         raise invalid(problems[:limit], total)
     return validated
-
-
-def _loads(body: bytes) -> Any:
-    def refuse(token: str) -> Any:
-        raise ValueError(f"{token} is not valid JSON")
-
-    try:
-        return json.loads(body.decode("utf-8"), parse_constant=refuse)
-    except RecursionError:
-        raise BadRequest("malformed JSON: nested too deeply") from None
-    except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
-        raise BadRequest(f"malformed JSON: {clip_text(str(exc), 200)}") from None
 
 
 def _validate_rows(model: type[M], rows: list[Any], problems: list[dict[str, str]], total: int, limit: int) -> M:

@@ -29,7 +29,7 @@ from inference.onnx_io import make_feeds
 from inference.openapi import Operation
 from inference.requests import validation_limiter as _limiter
 from inference.schema import FeatureSchema
-from inference.v2_binary import HEADER_LENGTH, encode_response, parse_json, read_body
+from inference.v2_binary import HEADER_LENGTH, encode_response, read_body, strict_json
 from inference.v2_tensors import clip, decode_inputs, requested_outputs, tensor_metadata
 
 PLATFORM = "onnxruntime_onnx"
@@ -122,7 +122,7 @@ async def infer(request: Request) -> Response:
 
 def _infer(model: LoadedModel, schema: FeatureSchema, head: bytes, binary: memoryview) -> tuple[int, Response]:
     _check_size(head, schema)
-    raw = parse_json(head)
+    raw = strict_json(head)
     _check_counts(raw)
     try:
         req = v.InferenceRequest.model_validate(raw)

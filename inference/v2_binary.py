@@ -51,8 +51,8 @@ async def read_body(request: Request, max_bytes: int) -> tuple[bytes, memoryview
     return body[:split], memoryview(body)[split:]
 
 
-def parse_json(raw: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN or Infinity tokens; any failure is a 400."""
+def strict_json(raw: bytes) -> Any:
+    """Strict JSON for both APIs: UTF-8, no NaN or Infinity tokens; any failure is a 400."""
 
     def refuse(token: str) -> Any:
         raise ValueError(f"{token} is not valid JSON")
@@ -62,7 +62,7 @@ def parse_json(raw: bytes) -> Any:
     except RecursionError:
         raise BadRequest("malformed JSON: nested too deeply") from None
     except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
-        raise BadRequest(f"malformed JSON: {exc}") from None
+        raise BadRequest(f"malformed JSON: {clip_text(str(exc), 200)}") from None
 
 
 def decode_fp32(buf: memoryview, rows: int, where: str) -> np.ndarray:
