@@ -16,7 +16,7 @@ ORT116_VENV := .venv-ort116
 COMPILE := $(PY) -m uv pip compile --quiet --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make requirements" pyproject.toml
 
-.PHONY: serve test train evaluate bench lint typecheck requirements db docs web clean
+.PHONY: serve test test-fast train evaluate bench lint typecheck requirements db docs web clean
 
 serve: $(SERVE_VENV)/.installed $(DOCS) $(WEB)
 	$(SERVE_PY) -m inference
@@ -32,6 +32,10 @@ test: $(VENV)/.installed $(DOCS) $(NODE_EXAMPLE) $(WEB) $(ORT116_VENV)/.installe
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+# The in-process tests only (no real server, browser, container or CLI process): the quick loop.
+test-fast: $(VENV)/.installed $(DOCS) $(WEB)
+	$(PY) -m pytest -m "not slow" -q
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

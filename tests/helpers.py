@@ -1,115 +1,161 @@
-"""Helpers for the browser tests of the model's embeddings: headless chromium, a watch on what a page
-asks of the network, and a plain static server at the repository root (as a person would start one)."""
+"""Test helpers, in one place: real diamonds databases and projects, tiny real models, the standard
+diamond and the service's settings for a project. Fixtures live in conftest.py; test files import
+from here (and from tests/server.py and tests/browser.py), never from each other."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
+import json
 import os
-import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import pytest
-from playwright.sync_api import ConsoleMessage, Error, Page, Request, Route, sync_playwright
+import numpy as np
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+REPO_DB = ROOT / "diamond.db"
+COLUMNS = ("carat", "cut", "color", "clarity", "depth", "table", "price", "x", "y", "z")
+TINY = {"max_iter": 40, "max_leaf_nodes": 15, "random_state": 0}
 
 
-def chromium() -> Path:
-    """Debian's chromium; skips without it, except under CI, where no test may skip."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: CI must run scripts/install_chromium.sh first")
-        pytest.skip(f"{CHROMIUM} is missing (scripts/install_chromium.sh installs it)")
-    return CHROMIUM
+def make_db(
+    path: Path,
+    rows: int = 1500,
+    *,
+    extra: list[tuple[Any, ...]] | None = None,
+    offset: int = 0,
+    sample: tuple[int, int] | None = None,
+) -> Path:
+    """A real diamonds table with the first ``rows`` rows of the repo's data set (keys kept);
+    with ``sample=(k, r)``, only rows whose ``id % k = r``."""
+    src = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
+    k, r = sample or (1, 0)
+    data = src.execute(
+        "SELECT * FROM diamonds WHERE id % ? = ? ORDER BY id LIMIT ? OFFSET ?", (k, r, rows, offset)
+    ).fetchall()
+    src.close()
+    con = sqlite3.connect(path)
+    cols = ", ".join(f'"{c}"' for c in COLUMNS)
+    con.execute(f"CREATE TABLE diamonds (id INTEGER PRIMARY KEY, {cols})")
+    con.executemany(f"INSERT INTO diamonds VALUES ({', '.join('?' * 11)})", data + (extra or []))
+    con.commit()
+    con.close()
+    return path
 
 
-class Watch:
-    """What a page did: every request it made or tried, those aimed elsewhere (refused), its errors."""
+@dataclass
+class Project:
+    """A throwaway copy of the project's mutable state: db, settings file, registry."""
 
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.external: list[str] = []
-        self.errors: list[str] = []
+    root: Path
 
-    def route(self, route: Route) -> None:
-        url = route.request.url
-        parts = urlsplit(url)
-        if parts.scheme in ("data", "blob") or parts.hostname == HOST:
-            route.continue_()
-        else:
-            self.external.append(url)
-            route.abort("blockedbyclient")
+    @property
+    def db(self) -> Path:
+        return self.root / "diamond.db"
 
-    def request(self, request: Request) -> None:
-        self.requests.append(request.url)
+    @property
+    def settings(self) -> Path:
+        return self.root / "modelsettings.json"
 
-    def console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(f"console: {message.text} ({message.location.get('url')})")
+    @property
+    def registry(self) -> Path:
+        return self.root / "model_registry"
 
-    def page_error(self, error: Error) -> None:
-        self.errors.append(f"uncaught: {error}")
+    def train_command(self, *extra: str) -> list[str]:
+        """``python -m training`` on this project's files."""
+        paths = ["--db", str(self.db), "--settings", str(self.settings), "--registry", str(self.registry)]
+        return [sys.executable, "-m", "training", *paths, *extra]
 
-    def check(self) -> None:
-        """Nothing left 127.0.0.1, and nothing went wrong."""
-        off_host = [url for url in self.requests if urlsplit(url).scheme not in ("data", "blob")]
-        off_host = [url for url in off_host if urlsplit(url).hostname != HOST]
-        assert not self.external, f"requests to other hosts were attempted: {self.external}"
-        assert not off_host, f"requests to other hosts: {off_host}"
-        assert not self.errors, "\n".join(self.errors)
+    def train_env(self) -> dict[str, str]:
+        return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
+    def train_cli(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.run(self.train_command(*extra))
 
-@contextlib.contextmanager
-def chromium_page(profile: Path) -> Iterator[tuple[Page, Watch]]:
-    """A fresh headless chromium (user data in ``profile``) whose one page is watched."""
-    executable = chromium()
-    watch = Watch()
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(executable), headless=True, args=CHROMIUM_ARGS, service_workers="block"
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m <args>`` in this project's directory."""
+        return self.run([sys.executable, "-m", *args], timeout=timeout)
+
+    def run(self, command: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, cwd=self.root, env=self.train_env(), capture_output=True, text=True, timeout=timeout, check=False
         )
-        try:
-            context.route("**/*", watch.route)
-            context.on("request", watch.request)
-            page = context.pages[0] if context.pages else context.new_page()
-            page.on("console", watch.console)
-            page.on("pageerror", watch.page_error)
-            yield page, watch
-        finally:
-            context.close()
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every file of the settings and registry, for 'nothing changed' assertions.
+
+        Not ``registry/reports/``: every run, even a failed one, adds its report there.
+        """
+        files = {}
+        if self.settings.exists():
+            files["modelsettings.json"] = self.settings.read_bytes()
+        if self.registry.exists():
+            for p in sorted(self.registry.iterdir()):
+                if p.name != ".lock" and p.is_file():
+                    files[p.name] = p.read_bytes()
+        return files
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """No access log on the test's stderr."""
+def tiny_factory(*, interval: bool = True, **params: Any) -> Callable[[], Any]:
+    """The shipped pipeline with tiny boosters (``params`` override :data:`TINY`); ``interval=False``
+    leaves out the price range."""
+    from training.estimator import INTERVAL
+    from training.pipeline import build_pipeline
+
+    booster = {**TINY, **params}
+    return lambda: build_pipeline(boosters=(booster,), interval=INTERVAL if interval else None, interval_booster=TINY)
 
 
-@contextlib.contextmanager
-def static_server(root: Path) -> Iterator[str]:
-    """``python -m http.server`` at ``root`` on a free port of 127.0.0.1, in a thread; yields its URL."""
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = ThreadingHTTPServer((HOST, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{HOST}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+def train_tiny_in_child(db: str, settings: str, registry: str, max_iter: int) -> None:
+    """One real training run with a tiny booster: the target of a forked child the test kills."""
+    from training.paths import TrainingPaths
+    from training.train import run
+
+    run(TrainingPaths(Path(db), Path(settings), Path(registry)), pipeline_factory=tiny_factory(max_iter=max_iter))
+
+
+# -- the service ---------------------------------------------------------------------------------
+
+GOOD = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
+"""The standard diamond."""
+
+
+def settings_for(p: Project, **overrides: Any) -> Any:
+    """The service's settings for project ``p`` (no reload watcher unless asked)."""
+    from inference.config import Settings
+
+    return Settings(model_settings=p.settings, model_registry=p.registry, auto_reload=False, **overrides)
+
+
+def reference_price(p: Project, rows: list[dict[str, Any]]) -> np.ndarray:
+    """What v1 of ``p`` prices ``rows`` at, straight from onnxruntime."""
+    from inference.onnx_io import make_feeds, open_session, predict
+    from inference.schema import FEATURES
+
+    blob = (p.registry / "diamond_price-v1.onnx").read_bytes()
+    return predict(open_session(blob), make_feeds({n: [r[n] for r in rows] for n in FEATURES.names}))
+
+
+def env_for(p: Project, **extra: str) -> dict[str, str]:
+    """Environment for a real server process over project ``p``."""
+    return {"MODEL_SETTINGS": str(p.settings), "MODEL_REGISTRY": str(p.registry), **extra}
+
+
+def add_version(p: Project, version: int) -> dict[str, object]:
+    """Publish a copy of v1 as ``version`` (same graph, new file) and return its pointer record."""
+    src = p.registry / "diamond_price-v1.onnx"
+    dst = p.registry / f"diamond_price-v{version}.onnx"
+    shutil.copy(src, dst)
+    record = json.loads(p.settings.read_text())
+    return {**record, "version": version, "path": f"model_registry/{dst.name}"}
+
+
+def write_atomically(path: Path, record: dict[str, object]) -> None:
+    from training.registry import atomic_write
+
+    atomic_write(path, json.dumps(record).encode())

@@ -13,27 +13,14 @@ from openapi_spec_validator import validate
 from starlette.testclient import TestClient
 
 from inference.app import create_app
-from inference.config import Settings
-from inference.onnx_io import make_feeds, open_session, predict
 from inference.schema import FEATURES
-from tests.conftest import Project
-
-GOOD = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
-
-
-def settings_for(p: Project, **overrides: Any) -> Settings:
-    return Settings(model_settings=p.settings, model_registry=p.registry, auto_reload=False, **overrides)
+from tests.helpers import GOOD, Project, reference_price, settings_for
 
 
 @pytest.fixture
 def client(served: Project) -> Iterator[TestClient]:
     with TestClient(create_app(settings_for(served)), raise_server_exceptions=False) as c:
         yield c
-
-
-def reference_price(p: Project, rows: list[dict[str, Any]]) -> np.ndarray:
-    blob = (p.registry / "diamond_price-v1.onnx").read_bytes()
-    return predict(open_session(blob), make_feeds({n: [r[n] for r in rows] for n in FEATURES.names}))
 
 
 def test_health_reports_the_current_model(client: TestClient, served: Project) -> None:

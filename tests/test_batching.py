@@ -12,8 +12,7 @@ import pytest
 from inference.app import create_app
 from inference.batching import RowBatcher
 from inference.model import LoadedModel, ModelHolder, UnpriceableRows
-from tests.conftest import Project
-from tests.test_app import GOOD, reference_price, settings_for
+from tests.helpers import GOOD, Project, reference_price, settings_for
 
 
 def rows(n: int) -> list[dict[str, Any]]:

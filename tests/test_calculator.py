@@ -16,7 +16,7 @@ from inference.app import create_app
 from inference.calculator import CONTENT_SECURITY_POLICY, ORT_WEB_DIR, ORT_WEB_FILES, OWN_FILES
 from inference.config import Settings
 from inference.onnx_io import metadata, open_session
-from tests.conftest import ROOT, Project
+from tests.helpers import ROOT, Project
 
 WEB_DIR = ROOT / "examples" / "web"
 

@@ -20,8 +20,8 @@ from playwright.sync_api import Page
 
 from inference.modelsettings import read_verified_model
 from inference.onnx_io import make_feeds, metadata, open_session
-from tests.conftest import ROOT
-from tests.helpers import chromium, chromium_page, static_server
+from tests.browser import chromium, chromium_page, static_server
+from tests.helpers import ROOT
 from tests.server import running_server
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import make_db
+from tests.helpers import make_db
 from training import data
 
 

@@ -7,51 +7,30 @@ there it fails, since in CI no test may skip.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import ConsoleMessage, Error, Page, Request, Route, sync_playwright
+from playwright.sync_api import Page
 
 from inference.paths import PROJECT_ROOT
+from tests.browser import HOST, Watch, chromium_page
+from tests.browser import chromium as browser_executable
+from tests.server import free_port
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-HOST = "127.0.0.1"
 START_TIMEOUT_S = 15.0
 RENDER_TIMEOUT_MS = 20_000
 
 
 @pytest.fixture(scope="module")
 def chromium() -> Path:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: CI must run scripts/install_chromium.sh first")
-        pytest.skip(f"{CHROMIUM} is missing (scripts/install_chromium.sh installs it)")
-    return CHROMIUM
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    return browser_executable()
 
 
 @pytest.fixture(scope="module")
@@ -97,60 +76,10 @@ def spec(server: str) -> dict[str, object]:
     return result
 
 
-class Watch:
-    """What a page did: every request it made or tried, those sent elsewhere, and its console errors."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.external: list[str] = []
-        self.errors: list[str] = []
-
-    def route(self, route: Route) -> None:
-        url = route.request.url
-        parts = urlsplit(url)
-        if parts.scheme in ("data", "blob") or parts.hostname == HOST:
-            route.continue_()
-        else:
-            self.external.append(url)
-            route.abort("blockedbyclient")
-
-    def request(self, request: Request) -> None:
-        self.requests.append(request.url)
-
-    def console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(f"console: {message.text} ({message.location.get('url')})")
-
-    def page_error(self, error: Error) -> None:
-        self.errors.append(f"uncaught: {error}")
-
-    def check(self) -> None:
-        off_host = [url for url in self.requests if urlsplit(url).hostname not in (HOST, None)]
-        assert not self.external, f"requests to other hosts were attempted: {self.external}"
-        assert not off_host, f"requests to other hosts: {off_host}"
-        assert not self.errors, "\n".join(self.errors)
-
-
 @pytest.fixture
 def page(chromium: Path, tmp_path: Path) -> Iterator[tuple[Page, Watch]]:
-    watch = Watch()
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=str(chromium),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            service_workers="block",
-        )
-        try:
-            context.route("**/*", watch.route)
-            context.on("request", watch.request)
-            page = context.pages[0] if context.pages else context.new_page()
-            page.on("console", watch.console)
-            page.on("pageerror", watch.page_error)
-            yield page, watch
-        finally:
-            context.close()
+    with chromium_page(tmp_path / "profile") as watched:
+        yield watched
 
 
 def operations(spec: dict[str, object]) -> list[tuple[str, str, str]]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import KFold
 
-from tests.conftest import make_db, tiny_factory
+from tests.helpers import make_db, tiny_factory
 from training import data, evaluate
 
 

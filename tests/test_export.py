@@ -15,7 +15,7 @@ from sklearn.preprocessing import OrdinalEncoder
 
 from inference.onnx_io import make_feeds, predict
 from inference.schema import FEATURES
-from tests.conftest import TINY, make_db
+from tests.helpers import TINY, make_db
 from training import data, export
 from training.estimator import float32_below, float32_floor, split_thresholds
 from training.pipeline import build_pipeline

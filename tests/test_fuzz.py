@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from inference.app import create_app
 from inference.config import Settings
 from inference.schema import FEATURES
-from tests.conftest import Project
+from tests.helpers import Project
 
 ROUTES = ["/diamond_price", "/diamond_prices", "/v2/models/diamond_price/infer", "/update_model"]
 

@@ -11,7 +11,7 @@ import pytest
 
 from inference.onnx_io import make_feeds
 from inference.schema import FEATURES
-from tests.conftest import make_db, tiny_factory
+from tests.helpers import make_db, tiny_factory
 from training import data, export, gate
 
 RANGED = gate.Scores(300.0, "1.16", level=0.8, coverage=0.80, mean_width=1000.0, holdout_rows=4000, version=None)

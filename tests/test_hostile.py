@@ -22,9 +22,8 @@ from inference.app import create_app
 from inference.config import ConfigError, Settings
 from inference.errors import MAX_ERROR_BYTES
 from inference.modelsettings import ModelFileError, read_settings, read_verified_model
-from tests.conftest import Project
+from tests.helpers import GOOD, Project
 
-GOOD = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
 BAD_ROW = {"carat": "x" * 70, "cut": "Superb", "color": 1, "clarity": None}
 
 

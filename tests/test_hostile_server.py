@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Project
+from tests.helpers import Project
 from tests.server import running_server
 
 pytestmark = pytest.mark.slow

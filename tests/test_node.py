@@ -27,7 +27,7 @@ import pytest
 from inference.modelsettings import ModelSettings, read_verified_model
 from inference.onnx_io import metadata, open_session, predict
 from inference.schema import FEATURES
-from tests.conftest import REPO_DB, ROOT
+from tests.helpers import REPO_DB, ROOT
 
 NODE_DIR = ROOT / "examples" / "node"
 INSTALL = "npm ci --prefix examples/node --ignore-scripts --no-audit --no-fund"

@@ -14,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Project
+from tests.helpers import GOOD, Project, add_version, env_for, settings_for, write_atomically
 from tests.server import running_server
-from tests.test_server import GOOD, add_version, env_for, write_atomically
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -105,7 +104,6 @@ def test_metrics_in_process_reflect_a_reload(served: Project) -> None:
     from starlette.testclient import TestClient
 
     from inference.app import create_app
-    from tests.test_app import settings_for
 
     with TestClient(create_app(settings_for(served))) as c:
         write_atomically(served.settings, add_version(served, 2))

@@ -10,7 +10,7 @@ import pytest
 from inference.config import Settings
 from inference.modelsettings import read_verified_model
 from inference.paths import PROJECT_ROOT, resolve_paths
-from tests.conftest import Project, tiny_factory
+from tests.helpers import Project, tiny_factory
 from training.paths import TrainingPaths
 from training.train import run
 

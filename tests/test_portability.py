@@ -27,8 +27,8 @@ import pytest
 from inference.modelsettings import read_verified_model
 from inference.onnx_io import metadata, open_session
 from inference.schema import FEATURES
-from tests.conftest import REPO_DB, ROOT
-from tests.helpers import chromium_page, static_server
+from tests.browser import chromium_page, static_server
+from tests.helpers import REPO_DB, ROOT
 
 ORT116 = ROOT / ".venv-ort116" / "bin" / "python"
 ORT116_PINS = ROOT / "requirements" / "ort-1.16.txt"

@@ -16,7 +16,7 @@ from inference.app import create_app
 from inference.config import Settings
 from inference.onnx_io import make_feeds
 from inference.schema import FEATURES
-from tests.conftest import Project, make_db, tiny_factory
+from tests.helpers import Project, make_db, tiny_factory
 from training.paths import TrainingPaths
 from training.train import run
 

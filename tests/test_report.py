@@ -15,7 +15,7 @@ import pytest
 
 from inference.onnx_io import make_feeds, open_session, predict
 from inference.schema import FEATURES
-from tests.conftest import Project, tiny_factory
+from tests.helpers import Project, tiny_factory
 from training import data
 from training.paths import TrainingPaths
 from training.registry import Registry

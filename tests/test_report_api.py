@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from inference.app import create_app
 from inference.config import Settings
 from inference.docs import CONTENT_SECURITY_POLICY as DOCS_POLICY
-from tests.conftest import Project
+from tests.helpers import Project
 
 REPORT = "diamond_price-v1.report.html"
 

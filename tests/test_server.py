@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import Project
+from tests.helpers import GOOD, Project, add_version, env_for, write_atomically
 from tests.server import running_server
-
-GOOD = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
-
-
-def env_for(p: Project, **extra: str) -> dict[str, str]:
-    return {"MODEL_SETTINGS": str(p.settings), "MODEL_REGISTRY": str(p.registry), **extra}
-
-
-def add_version(p: Project, version: int) -> dict[str, object]:
-    """Publish a copy of v1 as ``version`` (same graph, new file) and return its pointer record."""
-    src = p.registry / "diamond_price-v1.onnx"
-    dst = p.registry / f"diamond_price-v{version}.onnx"
-    shutil.copy(src, dst)
-    record = json.loads(p.settings.read_text())
-    return {**record, "version": version, "path": f"model_registry/{dst.name}"}
-
-
-def write_atomically(path: Path, record: dict[str, object]) -> None:
-    from training.registry import atomic_write
-
-    atomic_write(path, json.dumps(record).encode())
 
 
 def test_starts_serves_and_logs_to_the_right_streams(served: Project, tmp_path: Path) -> None:

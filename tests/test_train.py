@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from inference.modelsettings import read_verified_model, sha256_file
-from tests.conftest import ROOT, Project, make_db, tiny_factory
+from tests.helpers import ROOT, Project, make_db, tiny_factory
 from training.paths import TrainingPaths
 from training.train import TrainingError, run
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from inference.modelsettings import ModelFileError, read_verified_model, strict_json_loads
-from tests.conftest import ROOT, Project, make_db, tiny_factory
+from tests.helpers import ROOT, Project, make_db, tiny_factory
 from training import data
 from training.__main__ import main as training_main
 from training.paths import TrainingPaths
@@ -212,11 +212,11 @@ def test_sigkill_at_random_moments_of_training_leaves_a_verified_registry(tmp_pa
     p = Project(tmp_path)
     make_db(p.db, rows=800)
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["tests.conftest", "training.train", "training.export", "sklearn.ensemble"])
+    ctx.set_forkserver_preload(["tests.helpers", "training.train", "training.export", "sklearn.ensemble"])
     args = (str(p.db), str(p.settings), str(p.registry))
 
     def start(max_iter: int) -> multiprocessing.process.BaseProcess:
-        proc = ctx.Process(target=__import__("tests.conftest").conftest.train_tiny_in_child, args=(*args, max_iter))
+        proc = ctx.Process(target=__import__("tests.helpers").helpers.train_tiny_in_child, args=(*args, max_iter))
         proc.start()
         return proc
 

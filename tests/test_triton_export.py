@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tests.conftest import Project
+from tests.helpers import Project
 from training.__main__ import main
 from training.registry import Registry
 

@@ -21,7 +21,7 @@ from inference import v2_models
 from inference.app import create_app
 from inference.config import Settings
 from inference.schema import FEATURES
-from tests.conftest import REPO_DB, Project
+from tests.helpers import REPO_DB, Project
 from tests.server import running_server
 
 MODEL = "diamond_price"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from inference.modelsettings import read_verified_model
-from tests.conftest import Project, tiny_factory
+from tests.helpers import Project, tiny_factory
 from training.paths import TrainingPaths
 from training.train import run
 
