@@ -68,6 +68,10 @@ def test_a_non_finite_mae_is_never_promoted_nor_written(tmp_path: Path) -> None:
     assert not list(p.registry.glob("*.onnx"))
     (line,) = strict_lines(p.registry / "history.jsonl")
     assert isinstance(line, dict) and line["decision"] == "rejected" and line["candidate_mae"] is None
+    assert "not a finite number" in str(line["reason"])
+    # The run's report still says what was decided and why, though nothing sensible can be plotted.
+    report = (p.registry / str(line["report"])).read_text()
+    assert "Rejected" in report and "not a finite number" in report
 
 
 def test_a_pointer_whose_mae_is_infinity_is_refused_by_readers(served: Project) -> None:

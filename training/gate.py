@@ -112,19 +112,26 @@ def score(blob: bytes, holdout: pd.DataFrame, version: int | None = None) -> Sco
     values = predict_outputs(session, make_feeds(columns), wanted).astype(np.float64)
     actual = holdout[FEATURES.target].to_numpy(dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is an infinite MAE, which decide() refuses
-        errors = np.abs(values[:, 0] - actual)
-        mae = float(np.mean(np.where(np.isnan(errors), np.inf, errors)))
+        return _scores(values, actual, props, len(holdout), version, ranged)
+
+
+def _scores(
+    values: np.ndarray, actual: np.ndarray, props: dict[str, str], rows: int, version: int | None, ranged: bool
+) -> Scores:
+    errors = np.abs(values[:, 0] - actual)
+    mae = float(np.mean(np.where(np.isnan(errors), np.inf, errors)))
     if not ranged:
-        return Scores(mae, props.get("min_onnxruntime"), holdout_rows=len(holdout), version=version)
+        return Scores(mae, props.get("min_onnxruntime"), holdout_rows=rows, version=version)
     low, high = values[:, 1], values[:, 2]
     inside = (low <= actual) & (actual <= high)  # NaN bounds count as a miss
+    width = high - low
     return Scores(
         mae,
         props.get("min_onnxruntime"),
         level=float(props["price_range_level"]),
         coverage=float(np.mean(inside)),
-        mean_width=float(np.nanmean(high - low)) if np.isfinite(high - low).any() else math.inf,
-        holdout_rows=len(holdout),
+        mean_width=float(np.nanmean(width)) if np.isfinite(width).any() else math.inf,
+        holdout_rows=rows,
         calibration_rows=int(props.get("price_range_calibration_rows", "0") or 0),
         version=version,
     )

@@ -13,9 +13,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from training.paths import TrainingPaths
 from training.registry import Registry
-from training.report.content import RunFacts, failure_page, run_page
+from training.report.content import RunFacts, failure_page, run_page, summary_page
 from training.report.files import relative_to_registry, save_promoted, save_unpromoted
 
 __all__ = ["RunFacts", "relative_to_registry", "render_run", "save_run", "write_failure"]
@@ -26,7 +28,12 @@ log = logging.getLogger(__name__)
 def render_run(facts: RunFacts) -> str:
     """The HTML report of a completed run (the gate has decided; nothing is written yet)."""
     started, cpu = time.perf_counter(), time.process_time()
-    html = run_page(facts)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # a model may price absurdly: inf figures, not errors
+            html = run_page(facts)
+    except (ValueError, OverflowError, FloatingPointError) as exc:  # a report never costs a run its decision
+        log.warning("report: the full page could not be drawn (%s); writing the decision alone", exc)
+        html = summary_page(facts, exc)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     log.info("report rendered in %.1f s (%.1f s of CPU), %d KB", elapsed, cpu, len(html) // 1024)
     return html

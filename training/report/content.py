@@ -124,6 +124,23 @@ def run_page(facts: RunFacts) -> str:
     return render(title, decision, sections, summary)
 
 
+def summary_page(facts: RunFacts, error: BaseException) -> str:
+    """The decision and its figures alone, when the full page cannot be drawn (absurd predictions)."""
+    version = int(facts.record["version"])
+    decision = "promoted" if facts.promoted else "rejected"
+    reason = _reason(facts, version, facts.current.settings.version if facts.current else None, [])
+    note = f"The plots and segment tables could not be drawn: {error}."
+    sections = [("decision", "Decision", f'<p class="decision {decision}">{escape(reason)}</p><p>{escape(note)}</p>')]
+    summary = {
+        "report_format": REPORT_FORMAT,
+        "decision": decision,
+        "reason": reason,
+        "error": str(error),
+        "version": version if facts.promoted else None,
+    }
+    return render(f"{MODEL_NAME} training run {facts.record['created_at']}: {decision}", decision, sections, summary)
+
+
 def failure_page(paths: TrainingPaths, registry: Registry, error: BaseException, when: datetime) -> str:
     stamp = when.isoformat(timespec="seconds")
     try:
