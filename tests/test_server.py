@@ -26,9 +26,12 @@ def test_starts_serves_and_logs_to_the_right_streams(served: Project, tmp_path: 
 def test_reload_under_concurrent_requests_loses_nothing(served: Project) -> None:
     failures: list[str] = []
     versions: list[int] = []
+    per_thread: list[list[int]] = []
     stop = threading.Event()
 
     def hammer(base: str) -> None:
+        seen: list[int] = []
+        per_thread.append(seen)
         with httpx.Client(base_url=base, timeout=10) as c:
             while not stop.is_set():
                 try:
@@ -37,6 +40,7 @@ def test_reload_under_concurrent_requests_loses_nothing(served: Project) -> None
                         failures.append(f"{r.status_code} {r.text}")
                     else:
                         versions.append(r.json()["model_version"])
+                        seen.append(r.json()["model_version"])
                 except httpx.HTTPError as exc:
                     failures.append(repr(exc))
 
@@ -62,8 +66,11 @@ def test_reload_under_concurrent_requests_loses_nothing(served: Project) -> None
     assert failures == []
     assert len(versions) > 50
     assert versions[-1] == 4 and set(versions) <= {1, 2, 3, 4}
-    # Responses move forward in version, never back (each thread's order is kept by the list append).
-    assert 4 in versions
+    # Each client's requests run one after another, so the versions it sees move forward, never back.
+    assert len(per_thread) == 4
+    for seen in per_thread:
+        assert seen == sorted(seen), f"a client saw an older version after a newer one: {seen}"
+    assert {1, 4} <= set(versions)
 
 
 def test_model_arriving_after_start_is_picked_up(served: Project) -> None:
