@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from inference.modelsettings import MODEL_NAME, SETTINGS_FORMAT, ModelFileError
 from inference.onnx_io import make_feeds, open_session, predict
 from inference.schema import FEATURES
-from training import data, export
+from training import data, export, preflight
 from training.paths import TrainingPaths
 from training.pipeline import build_pipeline, describe
 from training.registry import Registry
@@ -64,6 +64,7 @@ def run(
     pipeline_factory: Callable[[], Pipeline] = build_pipeline,
 ) -> Outcome:
     registry = Registry(paths.settings, paths.registry)
+    preflight.check_writable(paths.settings, paths.registry)  # before minutes of fitting
     log.info("loading %s", paths.db)
     dataset = data.load(paths.db)
     frame = dataset.frame
