@@ -107,6 +107,14 @@ def test_a_registry_it_cannot_create_files_in(area: Path) -> None:
     assert_names_the_fix(exc, registry)
 
 
+def test_a_project_directory_it_cannot_create_the_registry_in(area: Path) -> None:
+    root = area / "project"
+    root.mkdir()
+    exc = as_unprivileged(lambda: preflight.check_writable(root / "modelsettings.json", root / "model_registry"), root)
+    assert_names_the_fix(exc, root)
+    assert not (root / "model_registry").exists()
+
+
 def test_a_settings_directory_it_cannot_replace_the_file_in(area: Path) -> None:
     root = area / "project"
     root.mkdir()

@@ -26,7 +26,8 @@ def check_writable(settings_path: Path, registry: Path) -> None:
     Changes nothing that a run would not create anyway: at most ``registry`` itself and its
     empty ``.lock`` file.
     """
-    directory = registry
+    # Where a failure would be: the registry's parent while the registry does not exist yet.
+    directory = registry if registry.is_dir() else registry.parent
     try:
         registry.mkdir(parents=True, exist_ok=True)
         for directory in dict.fromkeys([registry, settings_path.parent]):
