@@ -92,6 +92,8 @@ class Stack:
             "TRAIN_UID": str(self.uid),
             "TRAIN_GID": str(self.gid),
             "COMPOSE_PROJECT_NAME": self.name,
+            # The fit shares the CPUs with the suite and whatever else runs (compose passes it on).
+            "OMP_NUM_THREADS": "1",
             **extra,
         }
 
