@@ -168,6 +168,7 @@ def stack() -> Iterator[Stack]:
     if os.getuid() == 0:
         os.chown(root, uid, gid)
     stack = Stack(root, f"dpct{os.getpid()}{int(time.time()) % 100000}", uid, gid)
+    images_before = set(docker("images", "-a", "-q", "--no-trunc").stdout.split())
     try:
         yield stack
     finally:
@@ -181,6 +182,11 @@ def stack() -> Iterator[Stack]:
         nets = docker("network", "ls", "-q", "--filter", label).stdout.split()
         if nets:
             docker("network", "rm", *nets)
+        # The classic builder keeps the image of each earlier build stage (Dockerfile.serve's
+        # node stage), untagged: ours are the untagged images that were not there before.
+        dangling = docker("images", "-q", "--no-trunc", "--filter", "dangling=true").stdout.split()
+        if ours := [i for i in dangling if i not in images_before]:
+            docker("rmi", *ours)
         shutil.rmtree(root, ignore_errors=True)
         assert down.returncode == 0, down.stdout + down.stderr
         summary = ", ".join(f"{k} {v:.0f} s" for k, v in stack.timings.items())
