@@ -84,6 +84,8 @@ class Stack:
     name: str
     uid: int
     gid: int
+    say: Any = print
+    """Writes a line to the terminal, past pytest's output capture."""
     timings: dict[str, float] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -151,7 +153,7 @@ def copy_project(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def stack(pytestconfig: pytest.Config) -> Iterator[Stack]:
     problem = engine_problem()
     if problem:
         if os.environ.get("CI"):
@@ -167,7 +169,9 @@ def stack() -> Iterator[Stack]:
     uid, gid = (os.getuid(), os.getgid()) if os.getuid() != 0 else (23456, 23456)
     if os.getuid() == 0:
         os.chown(root, uid, gid)
-    stack = Stack(root, f"dpct{os.getpid()}{int(time.time()) % 100000}", uid, gid)
+    terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    say = (lambda line: terminal.write_line(line)) if terminal else print
+    stack = Stack(root, f"dpct{os.getpid()}{int(time.time()) % 100000}", uid, gid, say)
     images_before = set(docker("images", "-a", "-q", "--no-trunc").stdout.split())
     try:
         yield stack
@@ -190,7 +194,7 @@ def stack() -> Iterator[Stack]:
         shutil.rmtree(root, ignore_errors=True)
         assert down.returncode == 0, down.stdout + down.stderr
         summary = ", ".join(f"{k} {v:.0f} s" for k, v in stack.timings.items())
-        print(f"\ncontainer test phases: {summary}")
+        stack.say(f"\ncontainer test phases: {summary}")
 
 
 def get(path: str, **kwargs: Any) -> httpx.Response:
@@ -336,7 +340,7 @@ def test_the_serving_image_lacks_training_libraries_and_runs_unprivileged(stack:
     assert uid != 0 and gid != 0, ids.stdout
     sizes = {name: int(stack.inspect(image)["Size"]) for name, image in (("api", api_image), ("training", train_image))}
     assert sizes["api"] < sizes["training"]
-    print("\nimage sizes: " + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in sizes.items()))
+    stack.say("\nimage sizes: " + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in sizes.items()))
 
 
 # ---- a second version, two workers, promotions under load ---------------------------------
