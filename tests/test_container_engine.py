@@ -170,7 +170,12 @@ def stack(pytestconfig: pytest.Config) -> Iterator[Stack]:
     if os.getuid() == 0:
         os.chown(root, uid, gid)
     terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    say = (lambda line: terminal.write_line(line)) if terminal else print
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            (terminal.write_line if terminal else print)(line)
+
     stack = Stack(root, f"dpct{os.getpid()}{int(time.time()) % 100000}", uid, gid, say)
     images_before = set(docker("images", "-a", "-q", "--no-trunc").stdout.split())
     try:
