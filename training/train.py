@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 
 from inference.modelsettings import MODEL_NAME, SETTINGS_FORMAT, ModelFileError
 from inference.schema import FEATURES
-from training import data, export, gate, report
+from training import data, export, gate, preflight, report
 from training.paths import TrainingPaths
 from training.pipeline import build_pipeline, describe
 from training.registry import Registry
@@ -58,6 +58,7 @@ def run(
     max_price: float = data.MAX_PRICE,
 ) -> Outcome:
     registry = Registry(paths.settings, paths.registry)
+    preflight.check_writable(paths.settings, paths.registry)  # before minutes of fitting
     log.info("loading %s", paths.db)
     dataset = data.load(paths.db, max_price=max_price)
     frame = dataset.frame
