@@ -159,3 +159,53 @@ def write_atomically(path: Path, record: dict[str, object]) -> None:
     from training.registry import atomic_write
 
     atomic_write(path, json.dumps(record).encode())
+
+
+# -- rows for embedding tests: real diamonds, some made unpriceable ------------------------------
+
+Row = dict[str, Any]
+
+UNPRICEABLE: list[tuple[str, Any]] = [
+    ("cut", "Superb"), ("cut", "ideal"), ("cut", "Ideal "), ("cut", ""), ("cut", None),
+    ("color", "K"), ("color", "g"), ("color", ""), ("color", None),
+    ("clarity", "I3"), ("clarity", "vs2"), ("clarity", "VS2 "), ("clarity", ""), ("clarity", None),
+    ("carat", 0.19), ("carat", 0.1999), ("carat", 5.02), ("carat", 5.0101), ("carat", 0.0), ("carat", -1.0),
+    ("carat", 100.0), ("carat", 1e30),
+    ("carat", 1e39),  # beyond float32: inf
+    ("carat", None),  # missing: NaN
+]  # fmt: skip
+"""``(field, value)`` put into a sampled row; each makes the row unpriceable."""
+SCHEMA_EDGES: list[tuple[str, Any]] = [("carat", 0.2), ("carat", 5.01), ("carat", 0.2), ("carat", 5.01)]
+"""Inside the schema, on its edges: these rows must be priced."""
+
+
+def mixed_rows(n: int = 1000, seed: int = 14, copies: int = 4) -> tuple[list[Row], np.ndarray]:
+    """``n`` seeded rows of diamond.db with ``copies`` of each :data:`UNPRICEABLE` change and the
+    :data:`SCHEMA_EDGES` put in; and which rows are unpriceable."""
+    from inference.schema import FEATURES
+
+    con = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
+    data = con.execute("SELECT carat, cut, color, clarity FROM diamonds ORDER BY id").fetchall()
+    con.close()
+    rng = np.random.default_rng(seed)
+    rows = [dict(zip(FEATURES.names, data[i], strict=True)) for i in rng.choice(len(data), size=n, replace=False)]
+    invalid = np.zeros(n, dtype=bool)
+    changes = [*(UNPRICEABLE * copies), *SCHEMA_EDGES]
+    for at, (field, value) in zip(rng.choice(n, size=len(changes), replace=False), changes, strict=True):
+        rows[at][field] = value
+        invalid[at] = (field, value) not in SCHEMA_EDGES
+    return rows, invalid
+
+
+def node() -> str:
+    """The ``node`` executable, with examples/node installed; skips without Node (fails under CI)."""
+    import pytest
+
+    exe = shutil.which("node")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is missing: CI must install Node.js (20 or later) first")
+        pytest.skip("node is missing")
+    if not (ROOT / "examples" / "node" / "node_modules" / "onnxruntime-node").is_dir():
+        pytest.fail("examples/node/node_modules is missing: run `make test` (npm ci --prefix examples/node)")
+    return exe

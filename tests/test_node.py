@@ -13,9 +13,6 @@ test skips, except with CI set: there it fails, since in CI no test may skip.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -27,44 +24,11 @@ import pytest
 from inference.modelsettings import ModelSettings, read_verified_model
 from inference.onnx_io import metadata, open_session, predict
 from inference.schema import FEATURES
-from tests.helpers import REPO_DB, ROOT
+from tests.helpers import ROOT, Row, mixed_rows, node
 
 NODE_DIR = ROOT / "examples" / "node"
 INSTALL = "npm ci --prefix examples/node --ignore-scripts --no-audit --no-fund"
 TOLERANCE = 0.01
-Row = dict[str, Any]
-
-# (field, value) replacing one field of a sampled row; every one is outside the feature schema.
-OUTSIDE = [
-    ("cut", "Superb"),
-    ("cut", "ideal"),
-    ("cut", ""),
-    ("cut", None),
-    ("color", "K"),
-    ("color", "g"),
-    ("clarity", "I3"),
-    ("clarity", "VS2 "),
-    ("carat", 0.19),
-    ("carat", 5.02),
-    ("carat", 0.0),
-    ("carat", -1.0),
-    ("carat", 100.0),
-    ("carat", 1e30),
-    ("carat", 1e39),  # beyond float32: inf
-    ("carat", None),  # missing: NaN
-]
-INSIDE = [("carat", 0.2), ("carat", 5.01)]
-
-
-def node() -> str:
-    exe = shutil.which("node")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("node is missing: CI must install Node.js (20 or later) first")
-        pytest.skip("node is missing")
-    if not (NODE_DIR / "node_modules" / "onnxruntime-node").is_dir():
-        pytest.fail(f"examples/node/node_modules is missing: run `{INSTALL}`")
-    return exe
 
 
 @pytest.fixture(scope="module")
@@ -76,19 +40,8 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelSettings, Pa
     return settings, path
 
 
-def sample_rows(n: int = 1000, seed: int = 20) -> tuple[list[Row], np.ndarray]:
-    """``n`` seeded random rows of diamond.db, some changed to fall outside the schema; and which."""
-    con = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
-    data = con.execute("SELECT carat, cut, color, clarity FROM diamonds ORDER BY id").fetchall()
-    con.close()
-    rng = np.random.default_rng(seed)
-    rows = [dict(zip(FEATURES.names, data[i], strict=True)) for i in rng.choice(len(data), size=n, replace=False)]
-    outside = np.zeros(n, dtype=bool)
-    changes = [*OUTSIDE, *OUTSIDE, *INSIDE]
-    for at, (field, value) in zip(rng.choice(n, size=len(changes), replace=False), changes, strict=True):
-        rows[at][field] = value
-        outside[at] = (field, value) not in INSIDE
-    return rows, outside
+def sample_rows(seed: int) -> tuple[list[Row], np.ndarray]:
+    return mixed_rows(1000, seed=seed, copies=2)
 
 
 def python_prices(model: Path, rows: list[Row]) -> np.ndarray:
@@ -132,7 +85,7 @@ def test_node_prices_like_python_and_nan_exactly_outside_the_schema(
     shipped: tuple[ModelSettings, Path], tmp_path: Path
 ) -> None:
     settings, model = shipped
-    rows, outside = sample_rows()
+    rows, outside = sample_rows(seed=20)
     rows_file = tmp_path / "rows.json"
     rows_file.write_text(json.dumps(rows))
     python = python_prices(model, rows)

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
-import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -28,60 +25,13 @@ from inference.modelsettings import read_verified_model
 from inference.onnx_io import metadata, open_session
 from inference.schema import FEATURES
 from tests.browser import chromium_page, static_server
-from tests.helpers import REPO_DB, ROOT
+from tests.helpers import ROOT, mixed_rows, node
 
 ORT116 = ROOT / ".venv-ort116" / "bin" / "python"
 ORT116_PINS = ROOT / "requirements" / "ort-1.16.txt"
 NODE_DIR = ROOT / "examples" / "node"
 TOLERANCE = 0.01
 ROWS = 1000
-Row = dict[str, Any]
-
-# (field, value) put into a sampled row; each makes the row unpriceable.
-INVALID: list[tuple[str, Any]] = [
-    ("cut", "Superb"),
-    ("cut", "ideal"),
-    ("cut", "Ideal "),
-    ("cut", ""),
-    ("cut", None),
-    ("color", "K"),
-    ("color", "g"),
-    ("color", ""),
-    ("color", None),
-    ("clarity", "I3"),
-    ("clarity", "vs2"),
-    ("clarity", ""),
-    ("clarity", None),
-    ("carat", 0.19),
-    ("carat", 0.1999),
-    ("carat", 5.02),
-    ("carat", 5.0101),
-    ("carat", 0.0),
-    ("carat", -1.0),
-    ("carat", 100.0),
-    ("carat", 1e30),
-    ("carat", 1e39),  # beyond float32: inf
-    ("carat", None),  # missing: NaN
-]
-# Inside the schema, on its edges.
-EDGES: list[tuple[str, Any]] = [("carat", 0.2), ("carat", 5.01), ("carat", 0.2), ("carat", 5.01)]
-
-
-def mixed_rows(n: int = ROWS, seed: int = 14) -> tuple[list[Row], np.ndarray]:
-    """``n`` seeded rows of diamond.db; 4 copies of each :data:`INVALID` change, and the edges. And
-    which rows are invalid."""
-    con = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
-    data = con.execute("SELECT carat, cut, color, clarity FROM diamonds ORDER BY id").fetchall()
-    con.close()
-    rng = np.random.default_rng(seed)
-    rows = [dict(zip(FEATURES.names, data[i], strict=True)) for i in rng.choice(len(data), size=n, replace=False)]
-    invalid = np.zeros(n, dtype=bool)
-    changes = [*(INVALID * 4), *EDGES]
-    for at, (field, value) in zip(rng.choice(n, size=len(changes), replace=False), changes, strict=True):
-        rows[at][field] = value
-        invalid[at] = (field, value) not in EDGES
-    return rows, invalid
-
 
 # Run by the current interpreter and by .venv-ort116's: onnxruntime and numpy only.
 PYTHON_RUNNER = """
@@ -147,17 +97,6 @@ def run_json(command: list[str], cwd: Path = ROOT) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
-
-
-def node() -> str:
-    exe = shutil.which("node")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("node is missing: CI must install Node.js (20 or later) first")
-        pytest.skip("node is missing")
-    if not (NODE_DIR / "node_modules" / "onnxruntime-node").is_dir():
-        pytest.fail("examples/node/node_modules is missing: run `make test` (npm ci --prefix examples/node)")
-    return exe
 
 
 def ort116() -> str:
