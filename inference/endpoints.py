@@ -38,7 +38,11 @@ def holder_of(request: Request) -> ModelHolder:
 def serving_model(request: Request) -> LoadedModel:
     """The model this request will use to the end, even if another is swapped in meanwhile."""
     holder = holder_of(request)
-    model = holder.current
+    return loaded_or_503(holder, holder.current)
+
+
+def loaded_or_503(holder: ModelHolder, model: LoadedModel | None) -> LoadedModel:
+    """``model``, taken once by the caller; a 503 naming why while none is loaded. Both APIs use it."""
     if model is None:
         raise ModelUnavailable(f"no model is loaded: {holder.unavailable_reason}")
     return model

@@ -58,6 +58,16 @@ class InvalidInput(ServiceError):
     status_code = 422
 
 
+class NotFound(ServiceError):
+    """Another model name or version on V2, or a version without a run report."""
+
+    status_code = 404
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+
+
 class ModelUnavailable(ServiceError):
     status_code = 503
 

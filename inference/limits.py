@@ -22,14 +22,10 @@ import zlib
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inference.errors import BadRequest, RequestTimeout, ServiceError, UnsupportedMediaType, clip_text
+from inference.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType, clip_text
 
 FREE_BODY_BYTES = 64 * 1024
 """Bodies declared at most this large are read without reserving from the budget."""
-
-
-class PayloadTooLarge(ServiceError):
-    status_code = 413
 
 
 class BodyBudget:

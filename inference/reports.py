@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from inference import api_models as m
-from inference.errors import ServiceError
+from inference.errors import NotFound
 from inference.modelsettings import MODEL_NAME, ModelFileError, resolve_model_path
 from inference.openapi import Operation
 
@@ -51,10 +51,6 @@ OPERATION = Operation(
 )
 
 
-class ReportNotFound(ServiceError):
-    status_code = 404
-
-
 def report_name(version: int) -> str:
     """The file name of version ``version``'s report, beside its model file."""
     return f"{MODEL_NAME}-v{version}{SUFFIX}"
@@ -75,7 +71,7 @@ def report_link(version: int) -> str:
 
 def parse_version(raw: str) -> int:
     if not raw.isdigit() or len(raw) > MAX_VERSION_DIGITS or int(raw) < 1:
-        raise ReportNotFound(f"version: {raw[:40]!r} is not a model version (a whole number from 1)")
+        raise NotFound(f"version: {raw[:40]!r} is not a model version (a whole number from 1)")
     return int(raw)
 
 
@@ -94,15 +90,13 @@ async def model_report(request: Request) -> Response:
     try:
         path = report_path(registry, version)
     except ModelFileError:  # it would resolve outside the registry: as good as absent
-        raise ReportNotFound(f"version {version} has no report in the registry") from None
+        raise NotFound(f"version {version} has no report in the registry") from None
     try:
         body = await anyio.Path(path).read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise ReportNotFound(
-            f"version {version} has no report ({report_name(version)} is not in the registry)"
-        ) from None
+        raise NotFound(f"version {version} has no report ({report_name(version)} is not in the registry)") from None
     except OSError as exc:
-        raise ReportNotFound(f"version {version}'s report cannot be read: {exc.strerror}") from None
+        raise NotFound(f"version {version}'s report cannot be read: {exc.strerror}") from None
     headers = {
         "Content-Security-Policy": CONTENT_SECURITY_POLICY,
         "Cache-Control": "no-cache",

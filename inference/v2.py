@@ -21,8 +21,8 @@ from starlette.routing import BaseRoute, Route
 
 from inference import v2_models as v
 from inference.api_models import MAX_BATCH, Error
-from inference.endpoints import holder_of
-from inference.errors import BadRequest, ModelUnavailable, ServiceError
+from inference.endpoints import holder_of, loaded_or_503
+from inference.errors import BadRequest, NotFound
 from inference.model import LoadedModel, UnpriceableRows
 from inference.modelsettings import MODEL_NAME
 from inference.onnx_io import make_feeds
@@ -42,12 +42,6 @@ MAX_DIMS = 8
 """Bounds checked before validation: the model has 4 inputs and 1 output, a tensor at most 2 dimensions."""
 
 
-class ModelNotFound(ServiceError):
-    """Another model name, or a version that is not the one serving."""
-
-    status_code = 404
-
-
 def _named_model(request: Request) -> LoadedModel | None:
     """The current model (None when none is loaded), taken once: this request uses it to the end.
     404 unless the path names it, and names its version if it names one."""
@@ -55,19 +49,16 @@ def _named_model(request: Request) -> LoadedModel | None:
     name = request.path_params["model_name"]
     served = model.settings.name if model is not None else MODEL_NAME
     if name != served:
-        raise ModelNotFound(f"unknown model {clip(name)}: this server serves {served!r}")
+        raise NotFound(f"unknown model {clip(name)}: this server serves {served!r}")
     version = request.path_params.get("model_version")
     if model is not None and version is not None and version != str(model.version):
-        raise ModelNotFound(f"model {name!r} has no version {clip(version)}: version {model.version} is serving")
+        raise NotFound(f"model {name!r} has no version {clip(version)}: version {model.version} is serving")
     return model
 
 
 def _serving_model(request: Request) -> LoadedModel:
     """:func:`_named_model`, or 503 while no model is loaded."""
-    model = _named_model(request)
-    if model is None:
-        raise ModelUnavailable(f"no model is loaded: {holder_of(request).unavailable_reason}")
-    return model
+    return loaded_or_503(holder_of(request), _named_model(request))
 
 
 async def server_metadata(request: Request) -> Response:
