@@ -126,3 +126,21 @@ def _read_regular(path: Path, what: str, max_bytes: int | None) -> bytes:
         raise ModelFileError(f"{what} not found: {path}") from None
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+REPORT_SUFFIX = ".report.html"
+"""Run reports: ``diamond_price-v{N}.report.html`` beside the model, ``reports/...`` for the others."""
+
+
+def report_name(version: int) -> str:
+    """The file name of version ``version``'s report, beside its model file."""
+    return f"{MODEL_NAME}-v{version}{REPORT_SUFFIX}"
+
+
+def report_path(registry: Path, version: int) -> Path:
+    """Version ``version``'s report file, proven to lie inside ``registry`` as model files are.
+
+    :func:`resolve_model_path` takes paths relative to the settings file's directory; a report's
+    name is relative to the registry itself, hence the anchor inside it.
+    """
+    return resolve_model_path(registry / MODEL_NAME, registry, report_name(version))

@@ -1,8 +1,8 @@
 """Run reports, read-only: ``GET /models/{version}/report`` serves a promoted version's HTML report.
 
 Training writes ``diamond_price-v{N}.report.html`` beside ``diamond_price-v{N}.onnx`` when it
-promotes version N (see ``training/report``); this module owns that name, so both sides agree on
-it. The file is found exactly as a model file is (:func:`resolve_model_path`): it must resolve
+promotes version N (see ``training/report``); :func:`inference.modelsettings.report_path` owns that
+name, so both sides agree on it. The file is found exactly as a model file is: it must resolve
 inside the registry, through no symlink that leads out. The page is served with a policy that allows
 no script and no request at all: the report inlines its styles and its plots (``data:`` images).
 """
@@ -18,10 +18,9 @@ from starlette.routing import BaseRoute, Route
 
 from inference import api_models as m
 from inference.errors import NotFound
-from inference.modelsettings import MODEL_NAME, ModelFileError, resolve_model_path
+from inference.modelsettings import ModelFileError, report_name, report_path
 from inference.openapi import Operation
 
-SUFFIX = ".report.html"
 PATH = "/models/{version}/report"
 MAX_VERSION_DIGITS = 9
 # Stricter than the docs pages' policy: a report needs inline styles and data: images, nothing else.
@@ -49,20 +48,6 @@ OPERATION = Operation(
     ],
     response_content={200: {"text/html": {"schema": {"type": "string"}}}},
 )
-
-
-def report_name(version: int) -> str:
-    """The file name of version ``version``'s report, beside its model file."""
-    return f"{MODEL_NAME}-v{version}{SUFFIX}"
-
-
-def report_path(registry: Path, version: int) -> Path:
-    """Version ``version``'s report file, proven to lie inside ``registry`` as model files are.
-
-    :func:`resolve_model_path` takes paths relative to the settings file's directory; a report's
-    name is relative to the registry itself, hence the anchor inside it.
-    """
-    return resolve_model_path(registry / MODEL_NAME, registry, report_name(version))
 
 
 def report_link(version: int) -> str:

@@ -47,7 +47,7 @@ BASE = "http://127.0.0.1:81"
 GOOD = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
 # What the build context may need: everything .dockerignore lets in, and the files compose reads.
 PROJECT_FILES = ("compose.yaml", "Dockerfile.serve", "Dockerfile.train", ".dockerignore")
-PROJECT_DIRS = ("inference", "training", "requirements", "static")
+PROJECT_DIRS = ("inference", "training", "requirements", "static", "examples/web")
 FIRST_ROWS, MORE_ROWS = 1500, 3000  # sample sizes of diamond.db for v1 and v2
 HOW = (
     "to run it, make a Docker engine with the Compose v2 plugin reachable (Docker Desktop, or Debian's "

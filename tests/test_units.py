@@ -138,3 +138,20 @@ def test_the_watcher_follows_the_pointer_and_logs_a_bad_one_once(
         assert asyncio.run(scenario()) == [2, 2]  # the bad file never replaces the serving model
     errors = [r for r in caplog.records if "cannot be loaded" in r.getMessage()]
     assert len(errors) == 1 and "still serving v2" in errors[0].getMessage()
+
+
+def test_training_imports_nothing_of_the_serving_stack() -> None:
+    """The training image installs requirements/train.txt only: no starlette, uvicorn, anyio or
+    prometheus-client. Importing every training entry point must not need them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for m in ('starlette', 'anyio', 'uvicorn', 'prometheus_client', 'httptools', 'uvloop'):\n"
+        "    sys.modules[m] = None  # importing it raises ImportError\n"
+        "import training.__main__, training.train, training.report, training.triton, training.versions\n"
+        "import training.evaluate, training.gate, training.preflight\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr

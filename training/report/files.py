@@ -14,8 +14,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from inference.modelsettings import MODEL_NAME
-from inference.reports import SUFFIX, report_path
+from inference.modelsettings import MODEL_NAME, REPORT_SUFFIX, report_path
 from training.registry import _fsync_dir, _write_temp
 
 UNPROMOTED_DIR = "reports"
@@ -45,10 +44,10 @@ def save_unpromoted(registry: Path, when: datetime, outcome: str, html: str) -> 
     for n in range(1, 100):
         suffix = "" if n == 1 else f"-{n}"
         try:
-            return write_once(directory / f"{MODEL_NAME}-{stamp}{suffix}-{outcome}{SUFFIX}", html)
+            return write_once(directory / f"{MODEL_NAME}-{stamp}{suffix}-{outcome}{REPORT_SUFFIX}", html)
         except FileExistsError:
             continue  # another run in the same second
-    raise FileExistsError(f"too many reports named {MODEL_NAME}-{stamp}-*-{outcome}{SUFFIX} in {directory}")
+    raise FileExistsError(f"too many reports named {MODEL_NAME}-{stamp}-*-{outcome}{REPORT_SUFFIX} in {directory}")
 
 
 def relative_to_registry(registry: Path, path: Path) -> str:

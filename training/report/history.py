@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from inference.reports import report_name
+from inference.modelsettings import report_name
 from training.report import plots
 from training.report.page import figure, table, usd
 
