@@ -369,7 +369,7 @@ def test_training_on_more_rows_promotes_v2(stack: Stack) -> None:
     result = stack.timed("fit v2", "--profile", "training", "up", DIAMOND_DB_FILE="./diamond-more.db")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "decision: promote candidate" in output and "promoted v2" in output, output
+    assert "decision: promote v2" in output and "promoted v2" in output, output
     wait_for(lambda: serving_version() == 2, 30, "the api serves v2")
 
 

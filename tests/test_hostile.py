@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import logging
@@ -89,51 +88,6 @@ def test_a_huge_single_diamond_body_is_refused_cheaply(client: TestClient) -> No
     assert r.status_code == 422 and len(r.content) <= MAX_ERROR_BYTES
     padded = json.dumps(GOOD).replace(",", "," + " " * 20_000).encode()  # valid, only padded
     assert post_raw(client, "/diamond_price", padded).status_code == 200
-
-
-def test_liveness_stays_fast_while_six_clients_send_invalid_1_MiB_batches(served: Project) -> None:
-    app = create_app(settings_for(served))
-    invalid = [
-        json.dumps({"diamonds": [BAD_ROW] * 10_000})[: 1 << 20].encode(),  # truncated: malformed too
-        json.dumps({"diamonds": [BAD_ROW] * 8_000}).encode(),
-        b'{"diamonds":[' + b",".join([b"{}"] * 340_000) + b"]}",
-    ]
-    assert all(len(b) <= 1 << 20 for b in invalid)
-
-    async def scenario() -> tuple[list[float], int]:
-        transport = httpx.ASGITransport(app=app)
-        done = asyncio.Event()
-        sent = 0
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as c:
-
-            async def attacker(i: int) -> None:
-                nonlocal sent
-                while not done.is_set():
-                    r = await c.post(
-                        "/diamond_prices", content=invalid[i % 3], headers={"content-type": "application/json"}
-                    )
-                    assert r.status_code in (400, 422) and len(r.content) <= MAX_ERROR_BYTES
-                    sent += 1
-
-            attackers = [asyncio.create_task(attacker(i)) for i in range(6)]
-            await asyncio.sleep(0.3)
-            latencies = []
-            for _ in range(300):
-                started = time.perf_counter()
-                r = await c.get("/health/live")
-                latencies.append(time.perf_counter() - started)
-                assert r.status_code == 200
-                await asyncio.sleep(0.01)
-            done.set()
-            await asyncio.gather(*attackers)
-        return latencies, sent
-
-    latencies, sent = asyncio.run(scenario())
-    latencies.sort()
-    p99 = latencies[int(len(latencies) * 0.99) - 1]
-    print(f"/health/live p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms, {sent} invalid batches")
-    assert sent >= 12
-    assert p99 <= 0.050
 
 
 # -- 9. the JSON API decodes gzip and deflate under the body limit, refuses other encodings -----
