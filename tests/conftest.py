@@ -9,11 +9,13 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.helpers import Project, make_db, tiny_factory
+from tests.helpers import Project, make_db, settings_for, tiny_factory
 
 
 @pytest.fixture
@@ -42,3 +44,14 @@ def served(trained: Project, tmp_path: Path) -> Project:
     proj = Project(tmp_path / "served")
     shutil.copytree(trained.root, proj.root, ignore=shutil.ignore_patterns(".lock"))
     return proj
+
+
+@pytest.fixture
+def client(served: Project) -> Iterator[Any]:
+    """The service over :func:`served`, in process (no reload watcher); errors answer as the server would."""
+    from starlette.testclient import TestClient
+
+    from inference.app import create_app
+
+    with TestClient(create_app(settings_for(served)), raise_server_exceptions=False) as c:
+        yield c

@@ -17,12 +17,6 @@ from inference.schema import FEATURES
 from tests.helpers import GOOD, Project, reference_price, settings_for
 
 
-@pytest.fixture
-def client(served: Project) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(served)), raise_server_exceptions=False) as c:
-        yield c
-
-
 def test_health_reports_the_current_model(client: TestClient, served: Project) -> None:
     r = client.get("/")
     assert r.status_code == 200

@@ -8,7 +8,6 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,9 @@ from inference.app import create_app
 from inference.config import ConfigError, Settings
 from inference.errors import MAX_ERROR_BYTES
 from inference.modelsettings import ModelFileError, read_settings, read_verified_model
-from tests.helpers import GOOD, Project
+from tests.helpers import GOOD, Project, settings_for
 
 BAD_ROW = {"carat": "x" * 70, "cut": "Superb", "color": 1, "clarity": None}
-
-
-def settings_for(p: Project, **overrides: Any) -> Settings:
-    return Settings(model_settings=p.settings, model_registry=p.registry, auto_reload=False, **overrides)
-
-
-@pytest.fixture
-def client(served: Project) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(served)), raise_server_exceptions=False) as c:
-        yield c
 
 
 def post_raw(client: TestClient, path: str, body: bytes, **headers: str) -> httpx.Response:

@@ -18,16 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import Project
+from tests.helpers import Project, env_for
 from tests.server import running_server
 
 pytestmark = pytest.mark.slow
 
 GOOD = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
-
-
-def env_for(p: Project, **extra: str) -> dict[str, str]:
-    return {"MODEL_SETTINGS": str(p.settings), "MODEL_REGISTRY": str(p.registry), **extra}
 
 
 def rss_bytes(pid: int) -> int:

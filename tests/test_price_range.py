@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from inference.app import create_app
-from inference.config import Settings
 from inference.onnx_io import make_feeds
 from inference.schema import FEATURES
-from tests.helpers import Project, make_db, tiny_factory
+from tests.helpers import Project, make_db, settings_for, tiny_factory
 from training.paths import TrainingPaths
 from training.train import run
 
@@ -26,14 +24,7 @@ INFER = "/v2/models/diamond_price/infer"
 
 
 def app_client(p: Project) -> TestClient:
-    settings = Settings(model_settings=p.settings, model_registry=p.registry, auto_reload=False)
-    return TestClient(create_app(settings), raise_server_exceptions=False)
-
-
-@pytest.fixture
-def client(served: Project) -> Iterator[TestClient]:
-    with app_client(served) as c:
-        yield c
+    return TestClient(create_app(settings_for(p)), raise_server_exceptions=False)
 
 
 def onnx_outputs(p: Project, rows: list[dict[str, Any]]) -> list[np.ndarray]:

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
 
-from inference.app import create_app
-from inference.config import Settings
 from inference.docs import CONTENT_SECURITY_POLICY as DOCS_POLICY
 from tests.helpers import Project
 
 REPORT = "diamond_price-v1.report.html"
-
-
-@pytest.fixture
-def client(served: Project) -> Iterator[TestClient]:
-    settings = Settings(model_settings=served.settings, model_registry=served.registry, auto_reload=False)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        yield c
 
 
 def policy(header: str) -> dict[str, str]:

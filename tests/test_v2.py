@@ -19,9 +19,8 @@ from tritonclient.utils import InferenceServerException
 
 from inference import v2_models
 from inference.app import create_app
-from inference.config import Settings
 from inference.schema import FEATURES
-from tests.helpers import REPO_DB, Project
+from tests.helpers import REPO_DB, Project, settings_for
 from tests.server import running_server
 
 MODEL = "diamond_price"
@@ -227,16 +226,6 @@ def test_reference_client_sees_errors_as_4xx(triton: tuple[httpclient.InferenceS
 
 
 # --- in process: every route, every error -------------------------------------------------------------
-
-
-def settings_for(p: Project, **overrides: Any) -> Settings:
-    return Settings(model_settings=p.settings, model_registry=p.registry, auto_reload=False, **overrides)
-
-
-@pytest.fixture
-def client(served: Project) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(served)), raise_server_exceptions=False) as c:
-        yield c
 
 
 def test_health_and_metadata_match_their_documented_models(client: TestClient) -> None:
