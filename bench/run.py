@@ -9,6 +9,7 @@ taken in this one invocation, so ratios compare like with like on a noisy machin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -106,45 +107,79 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+FIGURES = {
+    "floor": ("GET /health/live (HTTP floor)", 16),
+    "one_c1": ("POST /diamond_price", 1),
+    "one_c16": ("POST /diamond_price", 16),
+    "batch": ("POST /diamond_prices (1,000 rows)", 2),
+}
+
+
+def measure(exe: str, base: str, figure: str, seconds: int, scripts: dict[str, Path]) -> dict[str, float]:
+    conns = FIGURES[figure][1]
+    if figure == "floor":
+        return wrk(exe, base + "/health/live", conns, seconds)
+    if figure == "batch":
+        return wrk(exe, base + "/diamond_prices", conns, seconds, scripts["thousand"])
+    return wrk(exe, base + "/diamond_price", conns, seconds, scripts["one"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is printed)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. `git worktree add /tmp/base <commit>`): its server runs beside this one on "
+        "the same model, every run interleaved with this one's, and the ratios are printed",
+    )
     args = parser.parse_args()
     exe = ensure_wrk()
     env = {"MODEL_AUTO_RELOAD": "1", "ACCESS_LOG": "0", "LOG_LEVEL": "warning"}
-    with tempfile.TemporaryDirectory() as tmp:
-        one = lua_post(ONE, Path(tmp) / "one.lua")
-        thousand = lua_post(batch(1000), Path(tmp) / "thousand.lua")
-        with running_server(env) as (base, proc):
-            assert httpx.post(base + "/diamond_price", json=ONE).status_code == 200
-            assert httpx.post(base + "/diamond_prices", json=batch(1000)).status_code == 200
-            wrk(exe, base + "/health/live", 16, 1)  # warm-up
-            wrk(exe, base + "/diamond_price", 16, 1, one)
-            results: dict[str, list[dict[str, float]]] = {"floor": [], "one_c1": [], "one_c16": [], "batch": []}
-            for _ in range(args.repeats):  # interleaved, so drift hits every figure alike
-                results["floor"].append(wrk(exe, base + "/health/live", 16, args.seconds))
-                results["one_c1"].append(wrk(exe, base + "/diamond_price", 1, args.seconds, one))
-                results["one_c16"].append(wrk(exe, base + "/diamond_price", 16, args.seconds, one))
-                results["batch"].append(wrk(exe, base + "/diamond_prices", 2, args.seconds, thousand))
-            rss = rss_mb(proc.pid)
-        cold = cold_start(env, max(args.repeats, 5))
-    m = {k: median_of(v) for k, v in results.items()}
-    ratio = m["one_c16"]["rps"] / m["floor"]["rps"]
+    # Both servers serve this checkout's model, so only the code differs.
+    model_env = {
+        **env,
+        "MODEL_SETTINGS": str(ROOT / "modelsettings.json"),
+        "MODEL_REGISTRY": str(ROOT / "model_registry"),
+    }
+    roots = {"this": ROOT, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        scripts = {"one": lua_post(ONE, Path(tmp) / "one.lua"), "thousand": lua_post(batch(1000), Path(tmp) / "k.lua")}
+        bases: dict[str, str] = {}
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        for name, root in roots.items():
+            bases[name], procs[name] = stack.enter_context(running_server(model_env, root=root))
+            assert httpx.post(bases[name] + "/diamond_price", json=ONE).status_code == 200
+            assert httpx.post(bases[name] + "/diamond_prices", json=batch(1000)).status_code == 200
+            for figure in FIGURES:  # warm-up
+                measure(exe, bases[name], figure, 1, scripts)
+        results: dict[tuple[str, str], list[dict[str, float]]] = {}
+        for _ in range(args.repeats):  # interleaved, so drift hits every figure and both servers alike
+            for figure in FIGURES:
+                for name in roots:
+                    results.setdefault((name, figure), []).append(
+                        measure(exe, bases[name], figure, args.seconds, scripts)
+                    )
+        rss = {name: rss_mb(proc.pid) for name, proc in procs.items()}
+    cold = cold_start(model_env, max(args.repeats, 5))
+    m = {key: median_of(runs) for key, runs in results.items()}
     print(f"diamond-price benchmark: 1 worker, wrk -t1, {args.seconds}s per run, median of {args.repeats} runs")
     print(f"{'route':<42} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    rows = [
-        ("GET /health/live (HTTP floor)", 16, m["floor"]),
-        ("POST /diamond_price", 1, m["one_c1"]),
-        ("POST /diamond_price", 16, m["one_c16"]),
-        ("POST /diamond_prices (1,000 rows)", 2, m["batch"]),
-    ]
-    for name, conns, r in rows:
-        print(f"{name:<42} {conns:>5} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
+    for figure, (label, conns) in FIGURES.items():
+        r = m[("this", figure)]
+        print(f"{label:<42} {conns:>5} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
+    ratio = m[("this", "one_c16")]["rps"] / m[("this", "floor")]["rps"]
     print(f"/diamond_price at 16 conns vs floor: {ratio:.0%}  (target >= 50%)")
-    print(f"/diamond_prices throughput: {m['batch']['rps'] * 1000:,.0f} rows/s  (target >= 150,000)")
+    print(f"/diamond_prices throughput: {m[('this', 'batch')]['rps'] * 1000:,.0f} rows/s  (target >= 150,000)")
     print(f"cold start (spawn to first 200 on /), median: {cold:.2f} s  (target <= 1 s)")
-    print(f"RSS after load (one worker): {rss:.0f} MB  (target <= 120 MB)")
+    print(f"RSS after load (one worker): {rss['this']:.0f} MB  (target <= 120 MB)")
+    if args.baseline:
+        print(f"\nagainst the baseline {args.baseline} (same model, runs interleaved): req/s this / baseline")
+        for figure, (label, conns) in FIGURES.items():
+            this, base = m[("this", figure)]["rps"], m[("baseline", figure)]["rps"]
+            print(f"{label:<42} {conns:>5} {this:>9.0f} {base:>9.0f} {this / base:>7.2f}x")
+        print(f"RSS: {rss['this']:.0f} MB vs {rss['baseline']:.0f} MB")
     return 0
 
 

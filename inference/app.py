@@ -11,15 +11,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
-from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from inference import api_models as m
-from inference import endpoints, reports
 from inference.batching import RowBatcher
 from inference.calculator import calculator_routes
 from inference.config import Settings
@@ -29,8 +26,8 @@ from inference.limits import BodyLimits
 from inference.metrics import Metrics, MetricsMiddleware
 from inference.model import ModelHolder
 from inference.modelsettings import ModelFileError
-from inference.openapi import Operation, build_openapi
-from inference.v2 import V2_OPERATIONS, v2_routes
+from inference.openapi import build_openapi
+from inference.routes import OPERATIONS
 from inference.watcher import watch_settings
 
 log = logging.getLogger(__name__)
@@ -43,89 +40,16 @@ DESCRIPTION = (
     "Prices diamonds from carat, cut, color and clarity with the current ONNX model. "
     'Every error is JSON: `{"error": "..."}`, with `fields` listing each invalid field on 422.'
 )
-_ERR = m.Error
-
-_CLIENT_ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
-    400: ("Malformed JSON", _ERR),
-    408: ("The body did not arrive within BODY_TIMEOUT seconds; the connection is closed", _ERR),
-    413: ("Body too large", _ERR),
-    415: ("Content-Type is not application/json, or Content-Encoding is not gzip, deflate or identity", _ERR),
-    422: ("A field is invalid: `fields` lists each one", _ERR),
-    503: ("No model is loaded", _ERR),
-}
-OPERATIONS = [
-    Operation(
-        "/",
-        "get",
-        "Service status and the current model",
-        "health",
-        {200: ("Ready: a model is serving", m.Health), 503: ("No model is loaded; `reason` says why", m.Health)},
-    ),
-    Operation("/health/live", "get", "Liveness: the process answers", "health", {200: ("Alive", m.Liveness)}),
-    Operation(
-        "/health/ready",
-        "get",
-        "Readiness: a model is loaded",
-        "health",
-        {200: ("Ready", m.Health), 503: ("Not ready", m.Health)},
-    ),
-    Operation(
-        "/diamond_price",
-        "post",
-        "Price one diamond",
-        "prices",
-        {
-            200: ("The predicted price", m.Price),
-            **_CLIENT_ERRORS,
-        },
-        request=m.Diamond,
-    ),
-    Operation(
-        "/diamond_prices",
-        "post",
-        "Price up to 10,000 diamonds in one model call",
-        "prices",
-        {
-            200: ("One price per diamond, in order", m.Prices),
-            **_CLIENT_ERRORS,
-        },
-        request=m.DiamondBatch,
-    ),
-    Operation(
-        "/update_model",
-        "post",
-        "Load the model modelsettings.json names now",
-        "operations",
-        {
-            200: ("Swapped in, or already serving", m.UpdateResult),
-            401: ("UPDATE_TOKEN is set and the bearer token is missing or wrong", _ERR),
-            409: ("The named model cannot be loaded; the previous one keeps serving", _ERR),
-        },
-        description="Loads the new model fully, then swaps it in; requests already running finish on "
-        "the model they started with. Needs `Authorization: Bearer <UPDATE_TOKEN>` when that is set.",
-        security=True,
-    ),
-]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app. ``settings`` defaults to :meth:`Settings.from_env`."""
     settings = settings or Settings.from_env()
-    operations = [*OPERATIONS, *V2_OPERATIONS, reports.OPERATION]
-    routes: list[BaseRoute] = [
-        Route("/", endpoints.health, methods=["GET"]),
-        Route("/health/live", endpoints.live, methods=["GET"]),
-        Route("/health/ready", endpoints.ready, methods=["GET"]),
-        Route("/diamond_price", endpoints.diamond_price, methods=["POST"]),
-        Route("/diamond_prices", endpoints.diamond_prices, methods=["POST"]),
-        Route("/update_model", endpoints.update_model, methods=["POST"]),
-        *v2_routes(),
-        *reports.report_routes(),
-    ]
+    routes: list[BaseRoute] = [op.route() for op in OPERATIONS]
     routes += docs_routes(settings.static_dir)
     routes += calculator_routes(settings.calculator_dir)
 
-    spec = build_openapi(operations, title=TITLE, version=API_VERSION, description=DESCRIPTION)
+    spec = build_openapi(OPERATIONS, title=TITLE, version=API_VERSION, description=DESCRIPTION)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(spec)

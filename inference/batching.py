@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from inference.api_models import columns
 from inference.model import LoadedModel, UnpriceableRows
 
 
@@ -23,8 +24,8 @@ class RowBatcher:
         self._pending: list[tuple[LoadedModel, Any, asyncio.Future[list[float]]]] = []
 
     async def price(self, model: LoadedModel, row: Any) -> list[float]:
-        """The row's values of ``model.outputs`` in USD rounded to cents (see
-        :meth:`LoadedModel.price_cents`); :class:`UnpriceableRows` outside the schema."""
+        """The validated diamond's values of ``model.outputs`` in USD rounded to cents (see
+        :meth:`LoadedModel.price`); :class:`UnpriceableRows` outside the schema."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[float]] = loop.create_future()
         if not self._pending:
@@ -41,7 +42,7 @@ class RowBatcher:
             model = items[0][0]
             rows = [row for _, row, _ in items]
             try:
-                outcomes: list[list[float] | BaseException] = list(model.price_rows(rows))
+                outcomes: list[list[float] | BaseException] = model.price(columns(rows)).tolist()
             except UnpriceableRows:  # rare: price one by one, so that only the bad rows fail
                 outcomes = [_price_or_error(model, row) for row in rows]
             except Exception as exc:
@@ -57,7 +58,8 @@ class RowBatcher:
 
 def _price_or_error(model: LoadedModel, row: Any) -> list[float] | BaseException:
     try:
-        (price,) = model.price_rows([row])
+        (price,) = model.price(columns([row])).tolist()
     except UnpriceableRows as exc:
         return exc
-    return price
+    values: list[float] = price
+    return values

@@ -12,17 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from inference import reports
-from inference.api_models import Diamond, DiamondBatch
+from inference.api_models import Diamond, DiamondBatch, columns
 from inference.batching import RowBatcher
 from inference.errors import InvalidInput, ModelUnavailable, ReloadFailed, Unauthorized
 from inference.model import LoadedModel, ModelHolder, UnpriceableRows
 from inference.modelsettings import ModelFileError
-from inference.requests import parse_json
+from inference.requests import INLINE_BODY_BYTES, off_loop, parse_json, read_body, validate
 
 log = logging.getLogger(__name__)
-
-INLINE_ROWS = 64
-"""Batches up to this size run on the event loop (tens of microseconds); larger ones in a thread."""
 
 
 def json_response(body: dict[str, Any], status_code: int = 200) -> Response:
@@ -89,16 +86,9 @@ async def ready(request: Request) -> Response:
 
 def price_range(model: LoadedModel, values: list[float]) -> dict[str, float | None] | None:
     """``{"low", "high", "level"}`` from a row's output values, or None for a model without a range."""
-    if len(values) < 3:
+    if model.range_level is None:
         return None
     return {"low": values[1], "high": values[2], "level": model.range_level}
-
-
-def _prices(model: LoadedModel, rows: list[Any]) -> list[list[float]]:
-    try:
-        return model.price_rows(rows)
-    except UnpriceableRows as exc:
-        raise InvalidInput(str(exc)) from None
 
 
 async def diamond_price(request: Request) -> Response:
@@ -116,16 +106,33 @@ async def diamond_price(request: Request) -> Response:
 
 
 async def diamond_prices(request: Request) -> Response:
-    batch = await parse_json(request, DiamondBatch)
-    model = serving_model(request)
-    rows = batch.diamonds
-    if len(rows) <= INLINE_ROWS:
-        values = _prices(model, rows)
+    body = await read_body(request)
+    args = (holder_of(request), body, request.app.state.settings.max_error_fields)
+    if len(body) <= INLINE_BODY_BYTES:
+        rows, response = _price_batch(*args)
     else:
-        values = await anyio.to_thread.run_sync(_prices, model, rows)
-    request.state.rows = len(rows)
-    ranges = [price_range(model, v) for v in values] if model.range_level is not None else None
-    return json_response({"prices": [v[0] for v in values], "price_ranges": ranges, "model_version": model.version})
+        rows, response = await off_loop(request, _price_batch, *args)
+    request.state.rows = rows
+    return response
+
+
+def _price_batch(holder: ModelHolder, body: bytes, limit: int) -> tuple[int, Response]:
+    """Validate, price and serialize a batch: on the event loop for a small body, else in one
+    worker thread call (validation, the model call and the JSON of a 1,000-row batch take
+    about 2, 1.5 and 0.5 ms here)."""
+    diamonds = validate(DiamondBatch, body, limit).diamonds
+    model = loaded_or_503(holder, holder.current)
+    try:
+        values = model.price(columns(diamonds))
+    except UnpriceableRows as exc:
+        raise InvalidInput(str(exc)) from None
+    ranges = None
+    if model.range_level is not None:  # built column-wise: one small dict per row is most of the JSON's cost
+        level = model.range_level
+        lows, highs = values[:, 1].tolist(), values[:, 2].tolist()
+        ranges = [{"low": lo, "high": hi, "level": level} for lo, hi in zip(lows, highs, strict=True)]
+    answer = {"prices": values[:, 0].tolist(), "price_ranges": ranges, "model_version": model.version}
+    return len(diamonds), json_response(answer)
 
 
 def check_token(request: Request, token: str | None) -> None:
@@ -143,12 +150,11 @@ async def update_model(request: Request) -> Response:
     check_token(request, request.app.state.settings.update_token)
     holder = holder_of(request)
     try:
-        current, previous = await anyio.to_thread.run_sync(holder.reload)
+        current, previous, changed = await anyio.to_thread.run_sync(holder.reload)
     except ModelFileError as exc:
         serving = holder.current
         log.error("model reload failed, still serving %s: %s", f"v{serving.version}" if serving else "nothing", exc)
         raise ReloadFailed(f"model not updated: {exc}", serving_version=serving.version if serving else None) from None
-    unchanged = previous is not None and (previous.version, previous.sha256) == (current.version, current.sha256)
-    status = "unchanged" if unchanged else "updated"
+    status = "updated" if changed else "unchanged"
     body = {"status": status, "version": current.version, "previous_version": previous.version if previous else None}
     return JSONResponse(body)

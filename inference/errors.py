@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -15,6 +17,8 @@ log = logging.getLogger(__name__)
 MAX_ERROR_BYTES = 8192
 """No error body is larger than this: messages and field paths are clipped, and the field list trimmed."""
 MAX_MESSAGE_CHARS = 1000
+SUMMARY_FIELDS = 10
+"""Problems quoted in an error's message; ``fields`` lists up to MAX_ERROR_FIELDS of them."""
 CLIENT_CLOSED = 499
 """Recorded (never sent) when the client went away before its request was answered, as nginx does."""
 
@@ -81,6 +85,39 @@ class ReloadFailed(ServiceError):
 def clip_text(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters (client-supplied text is quoted, never echoed whole)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+Location = tuple[int | str, ...]
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """A pydantic location as a dotted field path, each part clipped: ``diamonds.3.carat``."""
+    return ".".join(clip_text(str(p), 40) for p in loc) or "(body)"
+
+
+def problem_list(
+    errors: Sequence[ErrorDetails], locate: Callable[[Location], str] = field_path
+) -> list[dict[str, str]]:
+    """The one formatter of validation errors, for both APIs: ``{"field", "problem"}`` per error.
+    ``locate`` names the field from pydantic's location (V2 names the input tensor, a batch
+    validated in slices shifts the row index)."""
+    problems = []
+    for err in errors:
+        problem = {"missing": "field required", "extra_forbidden": "unknown field"}.get(err["type"], err["msg"])
+        problems.append({"field": locate(tuple(err["loc"])), "problem": clip_text(problem, 160)})
+    return problems
+
+
+def invalid(
+    problems: list[dict[str, str]], total: int, error: type[ServiceError] = InvalidInput, what: str = "request"
+) -> ServiceError:
+    """``error`` (422 by default; V2 answers 400) for ``total`` problems, listing the first ones in
+    ``fields`` and quoting up to :data:`SUMMARY_FIELDS` in the message."""
+    summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:SUMMARY_FIELDS])
+    if total > SUMMARY_FIELDS:
+        summary += f"; and {total - min(SUMMARY_FIELDS, len(problems))} more"
+    extra = {"error_count": total} if total > len(problems) else {}
+    return error(f"invalid {what}: {summary}", fields=problems, **extra)
 
 
 def error_body(message: str, **extra: Any) -> dict[str, Any]:

@@ -15,11 +15,11 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -29,8 +29,6 @@ from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, metadata, open_
 from inference.schema import FEATURES, FeatureSchema
 
 log = logging.getLogger(__name__)
-
-SMALL_BATCH = 16
 
 FileIdentity = tuple[int, int, int, int] | None
 """(device, inode, size, mtime_ns) of the settings file; None when it is absent."""
@@ -77,24 +75,15 @@ class LoadedModel:
         except ValueError:
             return math.nan
 
-    def price_rows(self, rows: Sequence[Any], schema: FeatureSchema = FEATURES) -> list[list[float]]:
-        """:meth:`price_cents` of objects with one attribute per feature (validated requests)."""
-        return self.price_cents(make_feeds({n: [getattr(row, n) for row in rows] for n in schema.names}, schema))
-
-    def price_cents(self, feeds: dict[str, np.ndarray]) -> list[list[float]]:
-        """Per row, the values of :attr:`outputs` in USD rounded to cents (the price, and the
-        range's low and high where the model has one), from one onnxruntime call;
-        :class:`UnpriceableRows` if any row has no price."""
-        values = predict_outputs(self.session, feeds, self.outputs).astype(np.float64)
-        if len(values) <= SMALL_BATCH:  # plain Python beats numpy's per-call overhead on a few rows
-            rows: list[list[float]] = values.tolist()
-            if not all(math.isfinite(v) for row in rows for v in row):
-                raise UnpriceableRows([i for i, row in enumerate(rows) if not all(map(math.isfinite, row))][:10])
-            return [[round(v * 100.0) / 100.0 for v in row] for row in rows]  # == np.rint(x * 100) / 100
+    def price(self, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> np.ndarray:
+        """The one way both APIs price rows: feature columns in, float64 ``[N, len(outputs)]`` out,
+        the values of :attr:`outputs` in USD rounded to cents, from one onnxruntime call;
+        :class:`UnpriceableRows` if any row has no price (it lies outside the feature schema)."""
+        values = predict_outputs(self.session, make_feeds(columns), self.outputs).astype(np.float64)
         finite = np.isfinite(values).all(axis=1)
         if not finite.all():
             raise UnpriceableRows(np.flatnonzero(~finite)[:10].tolist())
-        cents: list[list[float]] = (np.rint(values * 100.0) / 100.0).tolist()
+        cents: np.ndarray = np.rint(values * 100.0) / 100.0
         return cents
 
 
@@ -104,6 +93,16 @@ class UnpriceableRows(ValueError):
     def __init__(self, rows: list[int]) -> None:
         super().__init__(f"the loaded model cannot price row(s) {rows}: outside its feature schema")
         self.rows = rows
+
+
+class Reload(NamedTuple):
+    """What :meth:`ModelHolder.reload` did."""
+
+    current: LoadedModel
+    previous: LoadedModel | None
+    """The model serving before; None when none was."""
+    changed: bool
+    """False when the settings still named the serving model (it stays, warm)."""
 
 
 LoadListener = Callable[[str, float, "LoadedModel | None"], None]
@@ -117,14 +116,10 @@ class ModelHolder:
         self,
         settings_path: Path,
         registry: Path,
-        schema: FeatureSchema = FEATURES,
-        intra_op_threads: int = 1,
         on_load: LoadListener | None = None,
     ) -> None:
         self.settings_path = settings_path
         self.registry = registry
-        self.schema = schema
-        self.intra_op_threads = intra_op_threads
         self._current: LoadedModel | None = None
         self._swap_lock = threading.Lock()
         self._reload_lock = threading.Lock()
@@ -160,7 +155,7 @@ class ModelHolder:
     def _open(self, settings: ModelSettings, blob: bytes, identity: FileIdentity, started: float) -> LoadedModel:
         try:
             try:
-                session = open_session(blob, self.intra_op_threads)
+                session = open_session(blob)
             except Exception as exc:  # onnxruntime raises its own error types for corrupt graphs
                 raise ModelFileError(f"onnxruntime cannot load {settings.path}: {exc}") from None
             self._check_interface(session, settings)
@@ -185,16 +180,13 @@ class ModelHolder:
         )
         return previous
 
-    def reload(self) -> tuple[LoadedModel, LoadedModel | None]:
-        """Load the named model and swap it in unless it is already the one serving.
-
-        Returns (current, previous); previous is None when nothing was serving, and is the
-        current model itself when the settings still name it. Reloads are serialized.
-        """
+    def reload(self) -> Reload:
+        """Load the named model and swap it in unless it is already the one serving (the same
+        version and sha256: then the warm session stays). Reloads are serialized."""
         with self._reload_lock:
             return self._reload()
 
-    def _reload(self) -> tuple[LoadedModel, LoadedModel | None]:
+    def _reload(self) -> Reload:
         started = time.perf_counter()
         identity = file_identity(self.settings_path)
         settings, blob = self._read(started)
@@ -206,9 +198,9 @@ class ModelHolder:
                 self._current = kept
             self.last_error = None
             self._report("unchanged", time.perf_counter() - started, kept)
-            return kept, current
+            return Reload(kept, current, changed=False)
         model = self._open(settings, blob, identity, started)
-        return model, self.swap(model)
+        return Reload(model, self.swap(model), changed=True)
 
     def _report(self, outcome: str, seconds: float, model: LoadedModel | None) -> None:
         if self._on_load is not None:
@@ -216,8 +208,8 @@ class ModelHolder:
 
     def _check_interface(self, session: ort.InferenceSession, settings: ModelSettings) -> None:
         names = [i.name for i in session.get_inputs()]
-        if names != list(self.schema.names):
-            raise ModelFileError(f"model inputs {names} do not match the feature schema {list(self.schema.names)}")
+        if names != list(FEATURES.names):
+            raise ModelFileError(f"model inputs {names} do not match the feature schema {list(FEATURES.names)}")
         outputs = [o.name for o in session.get_outputs()]
         if OUTPUT not in outputs:
             raise ModelFileError(f"model has no {OUTPUT!r} output (outputs: {outputs})")
@@ -228,15 +220,15 @@ class ModelHolder:
         carried = metadata(session).get("feature_schema")
         if carried is not None:
             try:
-                same = FeatureSchema.from_dict(json.loads(carried)) == self.schema
+                same = FeatureSchema.from_dict(json.loads(carried)) == FEATURES
             except (ValueError, KeyError, TypeError):
                 same = False
             if not same:
                 raise ModelFileError("the model was trained for a different feature schema than this service validates")
-        probe: dict[str, list[Any]] = {n: [lo] for n, (lo, _) in self.schema.numeric.items()}
-        probe.update({n: [values[0]] for n, values in self.schema.categorical.items()})
+        probe: dict[str, list[Any]] = {n: [lo] for n, (lo, _) in FEATURES.numeric.items()}
+        probe.update({n: [values[0]] for n, values in FEATURES.categorical.items()})
         try:
-            price = predict(session, make_feeds(probe, self.schema))
+            price = predict(session, make_feeds(probe))
         except Exception as exc:
             raise ModelFileError(f"trial prediction failed: {exc}") from None
         if price.shape != (1,) or not np.isfinite(price[0]):

@@ -36,14 +36,14 @@ def make_feeds(
     return feeds
 
 
-def open_session(blob: bytes, intra_op_threads: int = 1) -> ort.InferenceSession:
+def open_session(blob: bytes) -> ort.InferenceSession:
     """An onnxruntime CPU session over the model bytes.
 
-    One intra-op thread by default: a request is a handful of rows, and a server
-    scales with processes, not with threads fighting over the same cores.
+    One intra-op thread: a request is a handful of rows, and a server scales with
+    processes (``WORKERS``), not with threads fighting over the same cores.
     """
     options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(blob, sess_options=options, providers=["CPUExecutionProvider"])

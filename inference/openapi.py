@@ -1,27 +1,40 @@
-"""``/openapi.json`` (OpenAPI 3.1), generated from the pydantic models that validate requests."""
+"""Routes declared once: an :class:`Operation` is a route's path, method and handler together with
+its documentation. The app mounts ``operation.route()`` for each, and ``/openapi.json`` (OpenAPI 3.1)
+is generated from the same list and from the pydantic models that validate requests, so a route
+cannot be served undocumented or documented unserved."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from inference.api_models import Error
 
 REF = "#/components/schemas/{model}"
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+Responses = dict[int, tuple[str, type[BaseModel] | None]]
+"""Status code -> (description, JSON body model or None)."""
+
+
 @dataclass(frozen=True)
 class Operation:
-    """One documented route: its request model and its responses by status code."""
+    """One route: where, which handler, and what it takes and answers by status code."""
 
     path: str
     method: str
+    endpoint: Endpoint
     summary: str
     tag: str
-    responses: dict[int, tuple[str, type[BaseModel] | None]]
+    responses: Responses
     request: type[BaseModel] | None = None
     description: str = ""
     parameters: list[dict[str, Any]] = field(default_factory=list)
@@ -30,8 +43,13 @@ class Operation:
     response_content: dict[int, dict[str, Any]] = field(default_factory=dict)
     """Status -> media type -> schema, for responses that are not JSON (e.g. an HTML page)."""
 
+    def route(self) -> Route:
+        """The Starlette route serving this operation (``GET`` also answers ``HEAD``)."""
+        return Route(self.path, self.endpoint, methods=[self.method.upper()])
+
 
 def build_openapi(operations: list[Operation], *, title: str, version: str, description: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``operations``."""
     models: set[type[BaseModel]] = {Error}
     for op in operations:
         if op.request is not None:

@@ -14,7 +14,6 @@ from pathlib import Path
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from inference import api_models as m
 from inference.errors import NotFound
@@ -27,26 +26,6 @@ MAX_VERSION_DIGITS = 9
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'self'"
-)
-OPERATION = Operation(
-    PATH,
-    "get",
-    "The HTML report of the training run that promoted a version",
-    "models",
-    {200: ("The report, a self-contained HTML page", None), 404: ("No such version, or it has no report", m.Error)},
-    description="What the run read and cleaned, the candidate against the model it replaced on the same held-out "
-    "rows (MAE overall and by cut, color, clarity and carat band), plots, and the gate's decision. The page makes "
-    "no request of its own.",
-    parameters=[
-        {
-            "name": "version",
-            "in": "path",
-            "required": True,
-            "description": "A model version, as `/` and `python -m training versions` list them.",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    ],
-    response_content={200: {"text/html": {"schema": {"type": "string"}}}},
 )
 
 
@@ -90,5 +69,24 @@ async def model_report(request: Request) -> Response:
     return Response(body, media_type="text/html; charset=utf-8", headers=headers)
 
 
-def report_routes() -> list[BaseRoute]:
-    return [Route(PATH, model_report, methods=["GET"])]
+OPERATION = Operation(
+    PATH,
+    "get",
+    model_report,
+    "The HTML report of the training run that promoted a version",
+    "models",
+    {200: ("The report, a self-contained HTML page", None), 404: ("No such version, or it has no report", m.Error)},
+    description="What the run read and cleaned, the candidate against the model it replaced on the same held-out "
+    "rows (MAE overall and by cut, color, clarity and carat band), plots, and the gate's decision. The page makes "
+    "no request of its own.",
+    parameters=[
+        {
+            "name": "version",
+            "in": "path",
+            "required": True,
+            "description": "A model version, as `/` and `python -m training versions` list them.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    ],
+    response_content={200: {"text/html": {"schema": {"type": "string"}}}},
+)

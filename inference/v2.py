@@ -12,34 +12,24 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio.to_thread
-import numpy as np
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from inference import v2_models as v
-from inference.api_models import MAX_BATCH, Error
+from inference.api_models import Error
 from inference.endpoints import holder_of, loaded_or_503
 from inference.errors import BadRequest, NotFound
 from inference.model import LoadedModel, UnpriceableRows
 from inference.modelsettings import MODEL_NAME
-from inference.onnx_io import make_feeds
-from inference.openapi import Operation
-from inference.requests import validation_limiter as _limiter
-from inference.schema import FeatureSchema
-from inference.v2_binary import HEADER_LENGTH, encode_response, read_body, strict_json
+from inference.openapi import Operation, Responses
+from inference.requests import INLINE_BODY_BYTES, JSON, off_loop, read_body
+from inference.schema import FEATURES
+from inference.v2_binary import BINARY_MEDIA_TYPE, HEADER_LENGTH, encode_response, split_body
+from inference.v2_requests import parse_inference_request
 from inference.v2_tensors import clip, decode_inputs, requested_outputs, tensor_metadata
 
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data"]
-INLINE_BYTES = 4096
-"""Bodies up to this size (about 64 rows) are decoded and priced on the event loop; larger ones in a thread."""
-MAX_TENSORS = 16
-MAX_PARAMETERS = 64
-MAX_DIMS = 8
-"""Bounds checked before validation: the model has 4 inputs and 1 output, a tensor at most 2 dimensions."""
 
 
 def _named_model(request: Request) -> LoadedModel | None:
@@ -91,7 +81,7 @@ async def model_ready(request: Request) -> Response:
 async def model_metadata(request: Request) -> Response:
     """``GET /v2/models/{name}[/versions/{v}]``: the model's versions, platform and tensors."""
     model = _serving_model(request)
-    inputs, outputs = tensor_metadata(holder_of(request).schema, model.outputs)
+    inputs, outputs = tensor_metadata(FEATURES, model.outputs)
     body = v.ModelMetadata(
         name=model.settings.name, versions=[str(model.version)], platform=PLATFORM, inputs=inputs, outputs=outputs
     )
@@ -101,28 +91,21 @@ async def model_metadata(request: Request) -> Response:
 async def infer(request: Request) -> Response:
     """``POST /v2/models/{name}[/versions/{v}]/infer``: price the rows of the input tensors."""
     model = _serving_model(request)
-    schema = holder_of(request).schema
-    head, binary = await read_body(request, request.app.state.settings.max_body_bytes)
-    if len(head) + len(binary) <= INLINE_BYTES:
-        rows, response = _infer(model, schema, head, binary)
+    body = await read_body(request, (JSON, BINARY_MEDIA_TYPE), required=False)
+    head, binary = split_body(body, request.headers.get(HEADER_LENGTH))
+    if len(body) <= INLINE_BODY_BYTES:
+        rows, response = _infer(model, head, binary)
     else:
-        rows, response = await anyio.to_thread.run_sync(_infer, model, schema, head, binary, limiter=_limiter(request))
+        rows, response = await off_loop(request, _infer, model, head, binary)
     request.state.rows = rows
     return response
 
 
-def _infer(model: LoadedModel, schema: FeatureSchema, head: bytes, binary: memoryview) -> tuple[int, Response]:
-    _check_size(head, schema)
-    raw = strict_json(head)
-    _check_counts(raw)
-    try:
-        req = v.InferenceRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise BadRequest(f"invalid inference request: {_problems(exc, raw)}") from None
+def _infer(model: LoadedModel, head: bytes, binary: memoryview) -> tuple[int, Response]:
+    req = parse_inference_request(head)
     wanted = requested_outputs(req, model.outputs)
-    columns = decode_inputs(req.inputs, binary, schema)
     try:
-        cents = np.asarray(model.price_cents(make_feeds(columns, schema)), dtype=np.float64)
+        cents = model.price(decode_inputs(req.inputs, binary, FEATURES))
     except UnpriceableRows as exc:
         raise BadRequest(str(exc)) from None
     outputs, blobs = [], []
@@ -143,54 +126,6 @@ def _infer(model: LoadedModel, schema: FeatureSchema, head: bytes, binary: memor
     return len(cents), encode_response(header, blobs)
 
 
-def _check_size(head: bytes, schema: FeatureSchema) -> None:
-    """Refuse, by counting bytes, a JSON head with more values than any valid request holds
-    (before parsing it: a megabyte of ``{}`` costs the parser far more than the count)."""
-    tokens = head.count(b",") + head.count(b"[") + head.count(b"{") + head.count(b":")
-    allowed = len(schema.names) * (3 * MAX_BATCH + 64) + 4096
-    if tokens > allowed:
-        raise BadRequest(f"the request holds more JSON values than {MAX_BATCH} rows of {len(schema.names)} inputs can")
-
-
-def _check_counts(raw: Any) -> None:
-    """Bound the lists and objects pydantic would report one error per element of."""
-    if not isinstance(raw, dict):
-        return
-    _check_parameters(raw.get("parameters"), "parameters")
-    for key in ("inputs", "outputs"):
-        tensors = raw.get(key)
-        if not isinstance(tensors, list):
-            continue
-        if len(tensors) > MAX_TENSORS:
-            raise BadRequest(f"{key}: at most {MAX_TENSORS} tensors, got {len(tensors)}")
-        for i, tensor in enumerate(tensors):
-            if isinstance(tensor, dict):
-                _check_parameters(tensor.get("parameters"), f"{key}.{i}.parameters")
-                shape = tensor.get("shape")
-                if isinstance(shape, list) and len(shape) > MAX_DIMS:
-                    raise BadRequest(f"{key}.{i}.shape: at most {MAX_DIMS} dimensions, got {len(shape)}")
-
-
-def _check_parameters(parameters: Any, where: str) -> None:
-    if isinstance(parameters, dict) and len(parameters) > MAX_PARAMETERS:
-        raise BadRequest(f"{where}: at most {MAX_PARAMETERS} parameters, got {len(parameters)}")
-
-
-def _problems(exc: ValidationError, raw: Any) -> str:
-    """Pydantic's errors, each prefixed with the input's name when the error is inside one."""
-    problems = []
-    for err in exc.errors(include_url=False)[:10]:
-        loc = list(err["loc"])
-        where = ".".join(str(p) for p in loc) or "(body)"
-        tensors = raw.get("inputs") if isinstance(raw, dict) else None
-        if len(loc) >= 2 and loc[0] == "inputs" and isinstance(loc[1], int) and isinstance(tensors, list):
-            tensor = tensors[loc[1]]
-            if isinstance(tensor, dict) and isinstance(tensor.get("name"), str):
-                where = f"input {clip(tensor['name'])}: " + ".".join(str(p) for p in loc[2:])
-        problems.append(f"{where}: {err['msg']}")
-    return "; ".join(problems)
-
-
 _NAME = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string", "examples": [MODEL_NAME]}}
 _VERSION = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string", "examples": ["1"]}}
 _BINARY = {
@@ -209,7 +144,7 @@ _INFER_DESCRIPTION = (
     "body is the JSON object, then the binary tensors (little-endian; BYTES elements length-prefixed), and "
     "`Inference-Header-Content-Length` gives the JSON's length; binary outputs come back the same way."
 )
-_INFER_RESPONSES: dict[int, tuple[str, type[BaseModel] | None]] = {
+_INFER_RESPONSES: Responses = {
     200: ("The prices (JSON, or JSON then binary data with Inference-Header-Content-Length)", v.InferenceResponse),
     400: ("Malformed request, or an input breaks the feature schema", Error),
     404: ("Unknown model or version", Error),
@@ -217,9 +152,6 @@ _INFER_RESPONSES: dict[int, tuple[str, type[BaseModel] | None]] = {
     415: ("Unsupported Content-Type or Content-Encoding", Error),
     503: (_NOT_READY, Error),
 }
-
-
-Responses = dict[int, tuple[str, type[BaseModel] | None]]
 
 
 def _model_operations(versioned: bool) -> list[Operation]:
@@ -234,11 +166,12 @@ def _model_operations(versioned: bool) -> list[Operation]:
         "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}
     }
     return [
-        Operation(base, "get", f"V2: metadata of {which}", "v2", metadata, parameters=params),
-        Operation(base + "/ready", "get", f"V2: is {which} ready", "v2", ready, parameters=params),
+        Operation(base, "get", model_metadata, f"V2: metadata of {which}", "v2", metadata, parameters=params),
+        Operation(base + "/ready", "get", model_ready, f"V2: is {which} ready", "v2", ready, parameters=params),
         Operation(
             base + "/infer",
             "post",
+            infer,
             f"V2: price diamonds with {which}",
             "v2",
             {**_INFER_RESPONSES, 404: not_found},
@@ -251,11 +184,19 @@ def _model_operations(versioned: bool) -> list[Operation]:
 
 
 V2_OPERATIONS: list[Operation] = [
-    Operation("/v2", "get", "V2: server metadata", "v2", {200: ("Name, version, extensions", v.ServerMetadata)}),
-    Operation("/v2/health/live", "get", "V2: liveness", "v2", {200: ("Alive", v.ServerLive)}),
+    Operation(
+        "/v2",
+        "get",
+        server_metadata,
+        "V2: server metadata",
+        "v2",
+        {200: ("Name, version, extensions", v.ServerMetadata)},
+    ),
+    Operation("/v2/health/live", "get", server_live, "V2: liveness", "v2", {200: ("Alive", v.ServerLive)}),
     Operation(
         "/v2/health/ready",
         "get",
+        server_ready,
         "V2: readiness: a model is loaded",
         "v2",
         {200: ("Ready", v.ServerReady), 503: (_NOT_READY, v.ServerReady)},
@@ -263,21 +204,4 @@ V2_OPERATIONS: list[Operation] = [
     *_model_operations(versioned=False),
     *_model_operations(versioned=True),
 ]
-"""The V2 routes, for ``/openapi.json``."""
-
-
-def v2_routes() -> list[BaseRoute]:
-    """The V2 routes, to add to the app's routes."""
-    model = "/v2/models/{model_name}"
-    version = model + "/versions/{model_version}"
-    return [
-        Route("/v2", server_metadata, methods=["GET"]),
-        Route("/v2/health/live", server_live, methods=["GET"]),
-        Route("/v2/health/ready", server_ready, methods=["GET"]),
-        Route(model, model_metadata, methods=["GET"]),
-        Route(version, model_metadata, methods=["GET"]),
-        Route(model + "/ready", model_ready, methods=["GET"]),
-        Route(version + "/ready", model_ready, methods=["GET"]),
-        Route(model + "/infer", infer, methods=["POST"]),
-        Route(version + "/infer", infer, methods=["POST"]),
-    ]
+"""The V2 routes, declared once (see :mod:`inference.routes`)."""

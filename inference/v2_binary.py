@@ -15,11 +15,9 @@ import struct
 from typing import Any
 
 import numpy as np
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from inference.errors import BadRequest, UnsupportedMediaType, clip_text
-from inference.limits import decode_content
+from inference.errors import BadRequest, clip_text
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_MEDIA_TYPE = "application/octet-stream"
@@ -27,27 +25,17 @@ _DIGITS = re.compile(r"[0-9]{1,15}")
 _LENGTH = struct.Struct("<I")
 
 
-async def read_body(request: Request, max_bytes: int) -> tuple[bytes, memoryview]:
-    """The JSON part and the binary part (empty without the header) of an inference request.
-
-    ``Content-Encoding: gzip`` or ``deflate`` bodies (the reference client can send them) are
-    inflated up to ``max_bytes``; anything larger is a 413.
-    """
-    content_type = request.headers.get("content-type")
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type and media_type not in ("application/json", BINARY_MEDIA_TYPE) and not media_type.endswith("+json"):
-        expected = f"application/json, or {BINARY_MEDIA_TYPE} with binary tensor data"
-        raise UnsupportedMediaType(f"Content-Type must be {expected} (got {clip_text(content_type or '', 60)!r})")
-    body = decode_content(await request.body(), request.headers.get("content-encoding"), max_bytes)
-    raw_length = request.headers.get(HEADER_LENGTH)
-    if raw_length is None:
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
+    """The JSON part and the binary part (empty without ``Inference-Header-Content-Length``) of
+    an inference request's body, read by :func:`inference.requests.read_body`."""
+    if header_length is None:
         return body, memoryview(b"")
-    if not _DIGITS.fullmatch(raw_length.strip()) or not 0 < int(raw_length) <= len(body):
+    if not _DIGITS.fullmatch(header_length.strip()) or not 0 < int(header_length) <= len(body):
         raise BadRequest(
             f"{HEADER_LENGTH} must be a byte count between 1 and the body size {len(body)}, "
-            f"got {clip_text(raw_length, 40)!r}"
+            f"got {clip_text(header_length, 40)!r}"
         )
-    split = int(raw_length)
+    split = int(header_length)
     return body[:split], memoryview(body)[split:]
 
 

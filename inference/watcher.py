@@ -31,7 +31,7 @@ async def watch_settings(holder: ModelHolder, interval: float) -> None:
         if holder.current is not None and identity == seen:
             continue
         try:
-            model, previous = await anyio.to_thread.run_sync(holder.reload)
+            model, previous, changed = await anyio.to_thread.run_sync(holder.reload)
         except ModelFileError as exc:
             seen = identity
             key = (identity, str(exc))
@@ -48,7 +48,7 @@ async def watch_settings(holder: ModelHolder, interval: float) -> None:
             continue
         seen = model.identity
         logged = None
-        if previous is None or (previous.version, previous.sha256) != (model.version, model.sha256):
+        if changed:
             log.info(
                 "settings changed: now serving v%d (was %s)",
                 model.version,

@@ -33,13 +33,15 @@ def running_server(
     timeout: float = 30,
     log_dir: Path | None = None,
     command: list[str] | None = None,
+    root: Path = ROOT,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``python -m inference`` (or ``command`` + ``--port N``) on a free port; yields (base URL,
-    process). Always stopped."""
+    """``python -m inference`` (or ``command`` + ``--port N``) on a free port, its code imported from
+    ``root`` (another checkout, for the benchmark's baseline); yields (base URL, process). Always
+    stopped."""
     port = free_port()
     full_env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(root),
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WORKERS": str(workers),
@@ -48,7 +50,7 @@ def running_server(
     out = open(log_dir / "server.out", "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
     err = open(log_dir / "server.err", "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
     argv = [*command, "--port", str(port)] if command else [sys.executable, "-m", "inference"]
-    proc = subprocess.Popen(argv, env=full_env, stdout=out, stderr=err, start_new_session=True)
+    proc = subprocess.Popen(argv, env=full_env, stdout=out, stderr=err, start_new_session=True, cwd=root)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

@@ -24,13 +24,13 @@ def test_concurrent_requests_are_priced_together_and_correctly(
     served: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    original = LoadedModel.price_cents
+    original = LoadedModel.price
 
-    def counting(self: LoadedModel, feeds: Any) -> list[float]:
-        calls.append(len(feeds["carat"]))
-        return original(self, feeds)
+    def counting(self: LoadedModel, columns: Any) -> Any:
+        calls.append(len(columns["carat"]))
+        return original(self, columns)
 
-    monkeypatch.setattr(LoadedModel, "price_cents", counting)
+    monkeypatch.setattr(LoadedModel, "price", counting)
     app = create_app(settings_for(served))
     wanted = rows(24)
 

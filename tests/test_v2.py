@@ -400,7 +400,7 @@ JSON_ERRORS: dict[str, tuple[Any, str]] = {
     "binary size negative": (changed("carat", data=None, parameters={"binary_data_size": -4}), "binary_data_size"),
     "name not a string": (changed("carat", name=1), "inputs.0.name"),
     "no inputs": ({"inputs": []}, "inputs"),
-    "inputs missing": ({"id": "1"}, "inputs: Field required"),
+    "inputs missing": ({"id": "1"}, "inputs: field required"),
     "inputs not a list": ({"inputs": {"carat": 1}}, "inputs"),
     "body not an object": ([1, 2], "(body)"),
     "id not a string": ({**changed("cut"), "id": 42}, "id"),

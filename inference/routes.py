@@ -1,0 +1,88 @@
+"""Every API route, declared once: path, method, handler and documentation together.
+
+The app mounts :data:`OPERATIONS` and generates ``/openapi.json`` from the same list
+(:mod:`inference.openapi`). Pages that are not API operations (the docs, the calculator,
+``/metrics``) are mounted beside them and left out of the document.
+"""
+
+from __future__ import annotations
+
+from inference import api_models as m
+from inference import endpoints, reports
+from inference.openapi import Operation, Responses
+from inference.v2 import V2_OPERATIONS
+
+_ERR = m.Error
+
+_CLIENT_ERRORS: Responses = {
+    400: ("Malformed JSON", _ERR),
+    408: ("The body did not arrive within BODY_TIMEOUT seconds; the connection is closed", _ERR),
+    413: ("Body too large", _ERR),
+    415: ("Content-Type is not application/json, or Content-Encoding is not gzip, deflate or identity", _ERR),
+    422: ("A field is invalid: `fields` lists each one", _ERR),
+    503: ("No model is loaded", _ERR),
+}
+JSON_API: list[Operation] = [
+    Operation(
+        "/",
+        "get",
+        endpoints.health,
+        "Service status and the current model",
+        "health",
+        {200: ("Ready: a model is serving", m.Health), 503: ("No model is loaded; `reason` says why", m.Health)},
+    ),
+    Operation(
+        "/health/live", "get", endpoints.live, "Liveness: the process answers", "health", {200: ("Alive", m.Liveness)}
+    ),
+    Operation(
+        "/health/ready",
+        "get",
+        endpoints.ready,
+        "Readiness: a model is loaded",
+        "health",
+        {200: ("Ready", m.Health), 503: ("Not ready", m.Health)},
+    ),
+    Operation(
+        "/diamond_price",
+        "post",
+        endpoints.diamond_price,
+        "Price one diamond",
+        "prices",
+        {
+            200: ("The predicted price", m.Price),
+            **_CLIENT_ERRORS,
+        },
+        request=m.Diamond,
+    ),
+    Operation(
+        "/diamond_prices",
+        "post",
+        endpoints.diamond_prices,
+        "Price up to 10,000 diamonds in one model call",
+        "prices",
+        {
+            200: ("One price per diamond, in order", m.Prices),
+            **_CLIENT_ERRORS,
+        },
+        request=m.DiamondBatch,
+    ),
+    Operation(
+        "/update_model",
+        "post",
+        endpoints.update_model,
+        "Load the model modelsettings.json names now",
+        "operations",
+        {
+            200: ("Swapped in, or already serving", m.UpdateResult),
+            401: ("UPDATE_TOKEN is set and the bearer token is missing or wrong", _ERR),
+            409: ("The named model cannot be loaded; the previous one keeps serving", _ERR),
+        },
+        description="Loads the new model fully, then swaps it in; requests already running finish on "
+        "the model they started with. Needs `Authorization: Bearer <UPDATE_TOKEN>` when that is set.",
+        security=True,
+    ),
+]
+
+
+OPERATIONS: list[Operation] = [*JSON_API, *V2_OPERATIONS, reports.OPERATION]
+"""The JSON API, the Open Inference Protocol and the run reports."""
