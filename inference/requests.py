@@ -6,21 +6,22 @@ field (:func:`inference.errors.problem_list`).
 
 Error bodies stay small however bad the input: a 422 lists the first ``MAX_ERROR_FIELDS``
 problems and counts the rest. A body holding more JSON values than any valid request could is
-refused first, by counting its structural bytes. Then one pass of pydantic's JSON validator,
-for bodies up to :data:`ONE_PASS_BYTES`: it holds the interpreter for a few milliseconds at most.
-Larger bodies, and invalid ones past that first pass, are validated in slices short enough that
-the event loop gets the interpreter back between them, so a flood of invalid 1 MiB batches
-cannot stall ``/health/live``.
+refused, by counting its structural bytes, before it is parsed. A batch up to
+:data:`ONE_PASS_BYTES` gets one pass of pydantic's JSON validator that stops at the first
+invalid row, so it holds the interpreter for a few milliseconds at most. Larger bodies, and
+invalid ones, are validated in slices short enough that the event loop gets the interpreter
+back between them, so a flood of invalid 1 MiB batches cannot stall ``/health/live``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
 
 from inference.api_models import MAX_BATCH, Diamond, DiamondBatch
@@ -36,7 +37,8 @@ JSON = "application/json"
 INLINE_BODY_BYTES = 4096
 """Bodies up to this size are validated (and priced) on the event loop: tens of microseconds."""
 ONE_PASS_BYTES = 128 * 1024
-"""Bodies up to this size (about 2,000 diamonds) are validated in one pass, a few ms at most. On 1,000
+"""Batches up to this size (about 2,000 diamonds) are first validated in one pass that stops at the
+first invalid row: 2 ms for a valid 120 KB batch, at most 7 ms for any 128 KiB body. On 1,000
 rows (65 KB) one pass takes 1.9 ms, slices 4.4 ms. With the pricing in the same thread call and the
 ranges built column-wise: 1.56x the 1,000-row throughput (``bench/run.py --baseline``, 113 vs 73
 batches/s)."""
@@ -72,32 +74,45 @@ async def read_body(request: Request, accepted: tuple[str, ...] = (JSON,), *, re
 
 def validate(model: type[M], body: bytes, limit: int) -> M:
     """``body`` as ``model``: 400 for malformed JSON, 422 listing up to ``limit`` invalid fields.
-    Run it in a thread for bodies over a few kilobytes."""
-    if len(body) > ONE_PASS_BYTES:
-        return _validate_carefully(model, body, limit)
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        count = exc.error_count()
-        if count > limit and len(body) > INLINE_BODY_BYTES:
-            pass  # many problems in a large body: count them in slices rather than list them all here
-        else:
+    Run it in a thread for bodies over :data:`INLINE_BODY_BYTES`."""
+    if len(body) <= INLINE_BODY_BYTES:
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as exc:
             errors = exc.errors(include_url=False)
             if errors[0]["type"] == "json_invalid":  # then it is the only error
                 raise BadRequest(f"malformed JSON: {errors[0]['msg']}") from None
-            raise invalid(problem_list(errors[:limit]), count) from None
+            raise invalid(problem_list(errors[:limit]), exc.error_count()) from None
+    _check_size(model, body)
+    if model is DiamondBatch and len(body) <= ONE_PASS_BYTES:
+        with contextlib.suppress(ValidationError):  # any problem: the careful pass names them all
+            return cast(M, DiamondBatch.model_construct(diamonds=_ONE_PASS.validate_json(body).diamonds))
     return _validate_carefully(model, body, limit)
 
 
-def _validate_carefully(model: type[M], body: bytes, limit: int) -> M:
-    """:func:`validate` for large bodies: counted, parsed strictly, then validated in slices."""
+def _check_size(model: type[BaseModel], body: bytes) -> None:
+    """422 for a body with more JSON values than any valid ``model`` holds, found by counting bytes
+    (a megabyte of ``[]`` costs the parser far more than the count)."""
     rows_allowed = MAX_BATCH if model is DiamondBatch else 1
     tokens = body.count(b"{") + body.count(b"[") + body.count(b":") + body.count(b",")
     if tokens > ROW_TOKENS * rows_allowed + 16:
         where = "diamonds" if model is DiamondBatch else "(body)"
         what = f"at most {MAX_BATCH} diamonds" if model is DiamondBatch else "one diamond"
         raise invalid([{"field": where, "problem": f"the body holds more JSON values than {what} can"}], 1)
-    data = strict_json(body)
+
+
+class _FailFastBatch(DiamondBatch):
+    """The batch, validated until its first invalid row (at most 7 ms for 128 KiB here)."""
+
+    diamonds: list[Diamond] = Field(min_length=1, max_length=MAX_BATCH, fail_fast=True)  # type: ignore[valid-type]
+
+
+_ONE_PASS = TypeAdapter(_FailFastBatch)
+
+
+def _validate_carefully(model: type[M], body: bytes, limit: int) -> M:
+    """:func:`validate` for large bodies: parsed strictly, then validated in slices."""
+    data = strict_json(body, constants=True)
     problems: list[dict[str, str]] = []
     total = 0
     if isinstance(data, dict):  # unknown keys are listed here, so a huge object costs no more

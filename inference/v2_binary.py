@@ -39,14 +39,16 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
     return body[:split], memoryview(body)[split:]
 
 
-def strict_json(raw: bytes) -> Any:
-    """Strict JSON for both APIs: UTF-8, no NaN or Infinity tokens; any failure is a 400."""
+def strict_json(raw: bytes, *, constants: bool = False) -> Any:
+    """JSON for both APIs: UTF-8, any failure a 400. ``NaN`` and ``Infinity`` are refused unless
+    ``constants``: then they parse as floats, so that the field's validation names them (the
+    JSON API's 422 does, whatever the body's size)."""
 
     def refuse(token: str) -> Any:
         raise ValueError(f"{token} is not valid JSON")
 
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=refuse)
+        return json.loads(raw.decode("utf-8"), parse_constant=None if constants else refuse)
     except RecursionError:
         raise BadRequest("malformed JSON: nested too deeply") from None
     except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError

@@ -71,6 +71,31 @@ def test_large_batches_still_validate_and_name_the_row(client: TestClient) -> No
     assert extra.status_code == 422 and extra.json()["fields"] == [{"field": "more", "problem": "unknown field"}]
 
 
+@pytest.mark.parametrize("size", [40, 600, 3000], ids=["inline", "one-pass", "slices"])
+def test_every_validation_path_prices_alike_and_names_the_same_problems(client: TestClient, size: int) -> None:
+    """Bodies under 4 KiB, up to 128 KiB and over it take three validation paths (see
+    inference/requests.py); each must price the rows and name bad rows and NaN the same way."""
+    rows = [{**GOOD, "carat": round(0.3 + (i % 50) / 20, 2)} for i in range(size)]
+    ok = client.post("/diamond_prices", json={"diamonds": rows})
+    assert ok.status_code == 200, ok.text[:300]
+    singles = {r["carat"]: client.post("/diamond_price", json=r).json()["price"] for r in rows[:50]}
+    assert ok.json()["prices"] == [singles[r["carat"]] for r in rows]
+    bad = [dict(r) for r in rows]
+    bad[size - 3] = {**GOOD, "cut": "Superb", "carat": -1}
+    bad[1] = {**GOOD, "extra": 1}
+    r = client.post("/diamond_prices", json={"diamonds": bad})
+    assert r.status_code == 422
+    assert [p["field"] for p in r.json()["fields"]] == [
+        "diamonds.1.extra",
+        f"diamonds.{size - 3}.carat",
+        f"diamonds.{size - 3}.cut",
+    ]
+    nan = json.dumps({"diamonds": rows}).replace('"carat": 0.3,', '"carat": NaN,', 1).encode()
+    r = post_raw(client, "/diamond_prices", nan)
+    assert r.status_code == 422, r.text[:300]
+    assert [p["field"] for p in r.json()["fields"]] == ["diamonds.0.carat"]
+
+
 def test_a_huge_single_diamond_body_is_refused_cheaply(client: TestClient) -> None:
     body = json.dumps({**GOOD, "carat": list(range(100_000))}).encode()
     r = post_raw(client, "/diamond_price", body)
