@@ -66,12 +66,16 @@ RANGE_NULL = "null when the serving model has no price range (models before v3).
 
 
 class Price(BaseModel):
+    """The predicted price."""
+
     price: float = Field(description="Predicted price in USD, rounded to cents.")
     price_range: PriceRange | None = Field(description=f"Where the price is likely to fall; {RANGE_NULL}")
     model_version: int
 
 
 class Prices(BaseModel):
+    """One price per diamond, in order."""
+
     prices: list[float] = Field(description="One price in USD per diamond, in request order.")
     price_ranges: list[PriceRange] | None = Field(
         description=f"One price range per diamond, in request order; {RANGE_NULL}"

@@ -24,6 +24,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 
 from inference.docs import AllowListedFiles
+from inference.errors import ModelUnavailable, NotFound, NotInstalled
 from inference.model import ModelHolder
 from inference.modelsettings import ModelFileError, resolve_model_path
 
@@ -45,10 +46,6 @@ CONTENT_SECURITY_POLICY = (
 NO_CACHE = {"Cache-Control": "no-cache"}
 
 
-def _error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store"})
-
-
 def _page(web_dir: Path) -> Route:
     needs = (Path(PAGE), *(Path(name) for name in OWN_FILES), *(ORT_WEB_DIR / name for name in ORT_WEB_FILES))
 
@@ -56,7 +53,7 @@ def _page(web_dir: Path) -> Route:
         for relative in needs:
             if not await anyio.Path(web_dir / relative).is_file():
                 where = f"examples/web/{relative.as_posix()}"
-                return _error(f"the calculator is not installed: {where} is missing; {INSTALL_HINT}", 503)
+                raise NotInstalled(f"the calculator is not installed: {where} is missing; {INSTALL_HINT}")
         headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, **NO_CACHE}
         return FileResponse(web_dir / PAGE, media_type="text/html", headers=headers)
 
@@ -68,7 +65,7 @@ async def model_settings(request: Request) -> Response:
     holder: ModelHolder = request.app.state.holder
     model = holder.current
     if model is None:
-        return _error(f"no model is loaded: {holder.unavailable_reason}", 503)
+        raise ModelUnavailable(f"no model is loaded: {holder.unavailable_reason}")
     return JSONResponse(model.settings.model_dump(mode="json"), headers=NO_CACHE)
 
 
@@ -77,16 +74,16 @@ async def model_file(request: Request) -> Response:
     holder: ModelHolder = request.app.state.holder
     model = holder.current
     if model is None:
-        return _error(f"no model is loaded: {holder.unavailable_reason}", 503)
+        raise ModelUnavailable(f"no model is loaded: {holder.unavailable_reason}")
     if f"model_registry/{request.path_params['name']}" != model.settings.path:
-        return _error("not found: only the model being served is published", 404)
+        raise NotFound("not found: only the model being served is published")
     try:
         path = resolve_model_path(holder.settings_path, holder.registry, model.settings.path)
         blob = await anyio.Path(path).read_bytes()
     except (ModelFileError, OSError):
-        return _error("the model file being served cannot be read", 503)
+        raise ModelUnavailable("the model file being served cannot be read") from None
     if hashlib.sha256(blob).hexdigest() != model.sha256:
-        return _error("the model file changed on disk; the new model is not loaded yet", 503)
+        raise ModelUnavailable("the model file changed on disk; the new model is not loaded yet")
     return Response(blob, media_type="application/octet-stream", headers=NO_CACHE)
 
 

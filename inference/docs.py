@@ -16,9 +16,11 @@ from pathlib import Path
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from inference.errors import NotInstalled
 
 SWAGGER_UI_DIR = Path("node_modules", "swagger-ui-dist")
 REDOC_DIR = Path("node_modules", "redoc", "bundles")
@@ -65,7 +67,7 @@ def _page(static_dir: Path, page: str, needs: tuple[Path, ...], what: str) -> Ca
         for relative in (Path(page), *needs):
             if not await anyio.Path(static_dir / relative).is_file():
                 message = f"{what} is not installed: static/{relative.as_posix()} is missing; {INSTALL_HINT}"
-                return JSONResponse({"error": message}, status_code=503, headers={"Cache-Control": "no-store"})
+                raise NotInstalled(message)
         return FileResponse(
             static_dir / page,
             media_type="text/html",

@@ -24,62 +24,61 @@ CLIENT_CLOSED = 499
 
 
 class ServiceError(Exception):
-    """An error a client should see: ``status_code`` and a message naming the problem."""
+    """An error a client should see: its status (and headers) come from the class, as in
+    ``class NotFound(ServiceError, status=404)``; the message names the problem; keyword
+    arguments become fields of the JSON body."""
 
-    status_code = 400
+    status_code: ClassVar[int] = 400
     headers: ClassVar[dict[str, str] | None] = None
 
-    def __init__(self, message: str, *, status_code: int | None = None, **extra: Any) -> None:
+    def __init_subclass__(cls, status: int = 400, headers: dict[str, str] | None = None) -> None:
+        super().__init_subclass__()
+        cls.status_code, cls.headers = status, headers
+
+    def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
-        if status_code is not None:
-            self.status_code = status_code
         self.extra = extra
 
 
-class BadRequest(ServiceError):
-    status_code = 400
+class BadRequest(ServiceError, status=400):
+    """Malformed JSON, or a V2 request that breaks the protocol or the feature schema."""
 
 
-class Unauthorized(ServiceError):
-    status_code = 401
+class Unauthorized(ServiceError, status=401, headers={"WWW-Authenticate": "Bearer"}):
+    """``UPDATE_TOKEN`` is set and the bearer token is missing or wrong."""
 
 
-class UnsupportedMediaType(ServiceError):
-    status_code = 415
-
-
-class RequestTimeout(ServiceError):
-    """The request body did not arrive in time; the connection is closed after the answer."""
-
-    status_code = 408
-    headers = {"Connection": "close"}  # noqa: RUF012
-
-
-class InvalidInput(ServiceError):
-    """Well-formed JSON whose fields break the schema; ``fields`` lists every problem."""
-
-    status_code = 422
-
-
-class NotFound(ServiceError):
+class NotFound(ServiceError, status=404):
     """Another model name or version on V2, or a version without a run report."""
 
-    status_code = 404
+
+class RequestTimeout(ServiceError, status=408, headers={"Connection": "close"}):
+    """The request body did not arrive in time; the connection is closed after the answer."""
 
 
-class PayloadTooLarge(ServiceError):
-    status_code = 413
+class PayloadTooLarge(ServiceError, status=413):
+    """The body, or what it inflates to, is over ``MAX_BODY_BYTES``."""
 
 
-class ModelUnavailable(ServiceError):
-    status_code = 503
+class UnsupportedMediaType(ServiceError, status=415):
+    """Another ``Content-Type`` or ``Content-Encoding`` than the route takes."""
 
 
-class ReloadFailed(ServiceError):
+class InvalidInput(ServiceError, status=422):
+    """Well-formed JSON whose fields break the schema; ``fields`` lists the problems."""
+
+
+class ModelUnavailable(ServiceError, status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"}):
+    """No model is loaded yet, or the served model's file cannot be read; the message says why."""
+
+
+class NotInstalled(ServiceError, status=503, headers={"Cache-Control": "no-store"}):
+    """A page's files (the docs bundles, onnxruntime-web) are not installed; the message says how."""
+
+
+class ReloadFailed(ServiceError, status=409):
     """The settings file names a model that cannot be loaded; the previous one keeps serving."""
-
-    status_code = 409
 
 
 def clip_text(text: str, limit: int) -> str:
@@ -134,10 +133,7 @@ def error_body(message: str, **extra: Any) -> dict[str, Any]:
 
 async def service_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    headers = dict(exc.headers or {})
-    if exc.status_code == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code, headers=headers or None)
+    return JSONResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code, headers=exc.headers)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:

@@ -7,9 +7,11 @@ The app mounts :data:`OPERATIONS` and generates ``/openapi.json`` from the same 
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from inference import api_models as m
 from inference import endpoints, reports
-from inference.openapi import Operation, Responses
+from inference.openapi import Endpoint, Operation, Responses
 from inference.v2 import V2_OPERATIONS
 
 _ERR = m.Error
@@ -22,6 +24,14 @@ _CLIENT_ERRORS: Responses = {
     422: ("A field is invalid: `fields` lists each one", _ERR),
     503: ("No model is loaded", _ERR),
 }
+
+
+def _pricing(path: str, handler: Endpoint, summary: str, body: type[BaseModel], answer: type[BaseModel]) -> Operation:
+    """A pricing route: a JSON body in, prices (in request order) out, or a client error."""
+    responses: Responses = {200: (answer.__doc__ or "Prices", answer), **_CLIENT_ERRORS}
+    return Operation(path, "post", handler, summary, "prices", responses, request=body)
+
+
 JSON_API: list[Operation] = [
     Operation(
         "/",
@@ -42,29 +52,13 @@ JSON_API: list[Operation] = [
         "health",
         {200: ("Ready", m.Health), 503: ("Not ready", m.Health)},
     ),
-    Operation(
-        "/diamond_price",
-        "post",
-        endpoints.diamond_price,
-        "Price one diamond",
-        "prices",
-        {
-            200: ("The predicted price", m.Price),
-            **_CLIENT_ERRORS,
-        },
-        request=m.Diamond,
-    ),
-    Operation(
+    _pricing("/diamond_price", endpoints.diamond_price, "Price one diamond", m.Diamond, m.Price),
+    _pricing(
         "/diamond_prices",
-        "post",
         endpoints.diamond_prices,
         "Price up to 10,000 diamonds in one model call",
-        "prices",
-        {
-            200: ("One price per diamond, in order", m.Prices),
-            **_CLIENT_ERRORS,
-        },
-        request=m.DiamondBatch,
+        m.DiamondBatch,
+        m.Prices,
     ),
     Operation(
         "/update_model",
