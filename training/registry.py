@@ -80,13 +80,18 @@ class Registry:
     def model_path(self, version: int) -> Path:
         return self.directory / f"{MODEL_NAME}-v{version}.onnx"
 
+    def _digest_path(self, version: int) -> Path:
+        """The ``sha256sum``-format file beside ``version``'s model."""
+        model = self.model_path(version)
+        return model.with_name(model.name + ".sha256")
+
     def recorded_sha256(self, version: int) -> str:
         """The digest written next to the model when it was published."""
-        side = self.model_path(version).with_name(self.model_path(version).name + ".sha256")
+        digest_file = self._digest_path(version)
         try:
-            return side.read_text().split()[0]
+            return digest_file.read_text().split()[0]
         except (OSError, IndexError):
-            raise ModelFileError(f"no recorded sha256 for version {version} ({side} missing or empty)") from None
+            raise ModelFileError(f"no recorded sha256 for version {version} ({digest_file} missing or empty)") from None
 
     def verified_blob(self, version: int) -> bytes:
         """The bytes of ``version``'s model, checked against the digest recorded beside it."""
@@ -148,14 +153,9 @@ class Registry:
             raise FileExistsError(f"{final} already exists")
         # The digest first: a run killed between the two leaves a digest no model file claims
         # (the next run of that version replaces it), never a model file without its digest.
-        side = final.with_name(final.name + ".sha256")
-        atomic_write(side, f"{sha256}  {final.name}\n".encode())
-        tmp = _write_temp(self.directory, blob, prefix=f".{final.name}.")
-        try:
-            os.link(tmp, final)  # atomic, and fails with FileExistsError instead of overwriting
-        finally:
-            os.unlink(tmp)
-        _fsync_dir(self.directory)
+        digest_file = self._digest_path(version)
+        atomic_write(digest_file, f"{sha256}  {final.name}\n".encode())
+        write_new(final, blob)
         return final
 
     def write_settings(self, record: dict[str, Any]) -> None:
@@ -194,6 +194,16 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` holding ``data``, all at once; :class:`FileExistsError` rather than replace a file."""
+    tmp = _write_temp(path.parent, data, prefix=f".{path.name}.")
+    try:
+        os.link(tmp, path)  # atomic, and fails with FileExistsError instead of overwriting
+    finally:
+        os.unlink(tmp)
     _fsync_dir(path.parent)
 
 
