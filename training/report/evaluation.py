@@ -41,6 +41,8 @@ class Predictions:
 
 @dataclass(frozen=True)
 class Segment:
+    """Both models' MAE on the held-out rows of one segment (a grade, or a carat band)."""
+
     kind: str
     """``cut``, ``color``, ``clarity`` or ``carat band``."""
     label: str
@@ -71,23 +73,25 @@ def predict_all(blob: bytes, frame: pd.DataFrame) -> Predictions:
 
 
 def mae(errors: np.ndarray) -> float:
+    """The mean of absolute ``errors``; NaN for a segment with no rows."""
     return float(np.mean(errors)) if len(errors) else math.nan
+
+
+def _band_labels() -> tuple[str, ...]:
+    """The carat bands' labels, smallest first: each band's bounds, e.g. ``0.5–1``."""
+    lo, hi = FEATURES.numeric["carat"]
+    edges = (lo, *CARAT_BANDS, hi)
+    return tuple(f"{a:g}–{b:g}" for a, b in itertools.pairwise(edges))
 
 
 def carat_band_labels(carat: np.ndarray) -> np.ndarray:
     """Each row's carat band, labelled by its bounds."""
-    lo, hi = FEATURES.numeric["carat"]
-    edges = (lo, *CARAT_BANDS, hi)
-    labels = [f"{a:g}–{b:g}" for a, b in itertools.pairwise(edges)]
-    return np.asarray(labels, dtype=object)[np.searchsorted(CARAT_BANDS, carat, side="right")]
+    return np.asarray(_band_labels(), dtype=object)[np.searchsorted(CARAT_BANDS, carat, side="right")]
 
 
 def segment_keys() -> dict[str, tuple[str, ...]]:
     """Segment kind -> its labels, in quality (or size) order."""
-    lo, hi = FEATURES.numeric["carat"]
-    edges = (lo, *CARAT_BANDS, hi)
-    bands = tuple(f"{a:g}–{b:g}" for a, b in itertools.pairwise(edges))
-    return {**FEATURES.categorical, "carat band": bands}
+    return {**FEATURES.categorical, "carat band": _band_labels()}
 
 
 def segments(holdout: pd.DataFrame, candidate: np.ndarray, current: np.ndarray | None) -> list[Segment]:
