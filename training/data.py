@@ -58,6 +58,8 @@ class DataError(Exception):
 
 @dataclass
 class Dataset:
+    """What :func:`load` read and kept."""
+
     frame: pd.DataFrame
     """Clean rows: the key, the features and the target, ordered by key."""
     removed: dict[str, int] = field(default_factory=dict)
@@ -66,6 +68,7 @@ class Dataset:
 
     @property
     def holdout(self) -> np.ndarray:
+        """True for the frame's rows in the gate's holdout (:func:`holdout_mask`)."""
         return holdout_mask(self.frame[KEY].to_numpy())
 
     def fingerprint(self) -> str:

@@ -53,11 +53,15 @@ class RegistryBusy(Exception):
 
 @dataclass(frozen=True)
 class Current:
+    """The serving model: its settings record and its verified bytes."""
+
     settings: ModelSettings
     blob: bytes
 
 
 class Registry:
+    """The registry ``directory`` and the pointer at ``settings_path`` (modelsettings.json)."""
+
     def __init__(self, settings_path: Path, directory: Path) -> None:
         self.settings_path = settings_path
         self.directory = directory
@@ -75,9 +79,11 @@ class Registry:
         return dict(sorted(found.items()))
 
     def next_version(self) -> int:
+        """One more than the highest version with a file (numbers are never reused)."""
         return max(self.versions(), default=0) + 1
 
     def model_path(self, version: int) -> Path:
+        """Where ``version``'s model file is, or would be."""
         return self.directory / f"{MODEL_NAME}-v{version}.onnx"
 
     def _digest_path(self, version: int) -> Path:
@@ -114,9 +120,11 @@ class Registry:
         return Current(settings, blob)
 
     def current_settings(self) -> ModelSettings | None:
+        """The pointer's record, unverified; None when no settings file exists yet."""
         return read_settings(self.settings_path) if self.settings_path.exists() else None
 
     def history(self) -> list[dict[str, Any]]:
+        """Every readable line of ``history.jsonl``, oldest first; [] when there is none."""
         path = self.directory / "history.jsonl"
         if not path.exists():
             return []
@@ -169,6 +177,7 @@ class Registry:
         atomic_write(self.settings_path, (text + "\n").encode())
 
     def append_history(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to ``history.jsonl`` as one strict JSON line, fsynced."""
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             line = (strict_json_dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode()

@@ -55,6 +55,7 @@ class RunFacts:
 
     @property
     def train_rows(self) -> int:
+        """The clean rows the candidate was fitted on: all but the holdout."""
         return len(self.dataset.frame) - len(self.holdout)
 
 
