@@ -30,6 +30,10 @@ MAX_PRICE = 1_000_000.0
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
+class DataError(Exception):
+    """The database cannot give a training set; the message is the one-line cause."""
+
+
 def max_price_from_env(env: Mapping[str, str] | None = None) -> float:
     """``MAX_PRICE`` from the environment, else :data:`MAX_PRICE`; :class:`DataError` if unusable."""
     raw = (os.environ if env is None else env).get("MAX_PRICE")
@@ -50,10 +54,6 @@ def quote_identifier(name: str) -> str:
     if not _IDENTIFIER.fullmatch(name):
         raise DataError(f"column or table name {name[:40]!r} is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")
     return f'"{name}"'
-
-
-class DataError(Exception):
-    """The database cannot give a training set; the message is the one-line cause."""
 
 
 @dataclass
