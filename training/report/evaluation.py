@@ -18,8 +18,6 @@ from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, open_session
 from inference.schema import FEATURES
 from training.estimator import INTERVAL
 
-INTERVAL_OUTPUTS = RANGE_OUTPUTS
-"""A model with both outputs also predicts an interval; the report then shows its coverage and width."""
 NOMINAL_COVERAGE = round(INTERVAL[1] - INTERVAL[0], 6)
 CARAT_BANDS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 """Inner edges of the carat bands: [0.2, 0.5), [0.5, 1), [1, 1.5), [1.5, 2), [2, 5.01]."""
@@ -64,7 +62,8 @@ def predict_all(blob: bytes, frame: pd.DataFrame) -> Predictions:
     """The model's price (and interval, if it has one) for every row of ``frame``."""
     session = open_session(blob)
     outputs = {o.name for o in session.get_outputs()}
-    names = [OUTPUT, *(INTERVAL_OUTPUTS if set(INTERVAL_OUTPUTS) <= outputs else ())]
+    # A model with both range outputs also predicts an interval; the report then shows its coverage and width.
+    names = [OUTPUT, *(RANGE_OUTPUTS if set(RANGE_OUTPUTS) <= outputs else ())]
     columns = {n: frame[n].to_numpy() for n in FEATURES.names}
     values = [np.asarray(v, dtype=np.float64).reshape(-1) for v in session.run(names, make_feeds(columns))]
     if len(values) == 3:
