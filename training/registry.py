@@ -4,6 +4,8 @@ Layout (``registry`` is ``model_registry/`` by default)::
 
     registry/diamond_price-v{N}.onnx          immutable once written
     registry/diamond_price-v{N}.onnx.sha256   its digest, in ``sha256sum`` format
+    registry/diamond_price-v{N}.report.html   the report of the run that promoted it (training.report)
+    registry/reports/                          the reports of rejected and failed runs
     registry/history.jsonl                     one JSON line per training run or promotion
     registry/.lock                             flock held while the pointer may change
     modelsettings.json                         the pointer: which version serves, and its record
