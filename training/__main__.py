@@ -31,6 +31,7 @@ EX_TEMPFAIL = 75
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line; with no command (or options alone) it is ``train``."""
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
     common = argparse.ArgumentParser(add_help=False)
@@ -53,6 +54,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (see the module's docstring)."""
     args = parse(sys.argv[1:] if argv is None else argv)
     configure_logging(fmt="%(message)s")
     paths = TrainingPaths.from_env(db=args.db, settings=args.settings, registry=args.registry)

@@ -30,6 +30,10 @@ MAX_PRICE = 1_000_000.0
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
+class DataError(Exception):
+    """The database cannot give a training set; the message is the one-line cause."""
+
+
 def max_price_from_env(env: Mapping[str, str] | None = None) -> float:
     """``MAX_PRICE`` from the environment, else :data:`MAX_PRICE`; :class:`DataError` if unusable."""
     raw = (os.environ if env is None else env).get("MAX_PRICE")
@@ -52,12 +56,10 @@ def quote_identifier(name: str) -> str:
     return f'"{name}"'
 
 
-class DataError(Exception):
-    """The database cannot give a training set; the message is the one-line cause."""
-
-
 @dataclass
 class Dataset:
+    """What :func:`load` read and kept."""
+
     frame: pd.DataFrame
     """Clean rows: the key, the features and the target, ordered by key."""
     removed: dict[str, int] = field(default_factory=dict)
@@ -66,6 +68,7 @@ class Dataset:
 
     @property
     def holdout(self) -> np.ndarray:
+        """True for the frame's rows in the gate's holdout (:func:`holdout_mask`)."""
         return holdout_mask(self.frame[KEY].to_numpy())
 
     def fingerprint(self) -> str:

@@ -170,6 +170,7 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         return np.hstack([X, upper])
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> BoostedLogPrice:
+        """Fit the boosters on log(``y``) and, with an interval, the calibrated price range."""
         X = as_float32(X)
         features = self._features(X)
         target = np.log(np.asarray(y, dtype=np.float64))

@@ -44,6 +44,8 @@ Predictor = Callable[[pd.DataFrame, np.ndarray, pd.DataFrame], np.ndarray]
 
 @dataclass(frozen=True)
 class Score:
+    """One model's cross-validated figures: a row of the table."""
+
     name: str
     fold_maes: list[float]
     seconds: float
@@ -54,21 +56,26 @@ class Score:
 
     @property
     def mean(self) -> float:
+        """Mean MAE over the folds."""
         return float(np.mean(self.fold_maes))
 
     @property
     def std(self) -> float:
+        """Standard deviation of the folds' MAE (ddof=0)."""
         return float(np.std(self.fold_maes))
 
 
 @dataclass(frozen=True)
 class Fold:
+    """One fold's MAE and, for a model with a price range, its coverage and mean width."""
+
     mae: float
     coverage: float | None
     width: float | None
 
 
 def cross_validate(frame: pd.DataFrame, fit_predict: Predictor, folds: int = 10) -> list[Fold]:
+    """Score ``fit_predict`` on each of ``folds`` shuffled K-fold splits of ``frame`` (the protocol's)."""
     X = frame[list(FEATURES.names)]
     y = frame[FEATURES.target].to_numpy(dtype=np.float64)
     found = []
@@ -84,6 +91,8 @@ def cross_validate(frame: pd.DataFrame, fit_predict: Predictor, folds: int = 10)
 
 
 def sklearn_predictor(factory: Callable[[], Pipeline]) -> Predictor:
+    """A predictor that fits a fresh ``factory()`` pipeline and predicts with scikit-learn."""
+
     def run(X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame) -> np.ndarray:
         return export.reference_outputs(factory().fit(X, y), X_test)
 
@@ -91,6 +100,8 @@ def sklearn_predictor(factory: Callable[[], Pipeline]) -> Predictor:
 
 
 def onnx_predictor(factory: Callable[[], Pipeline]) -> Predictor:
+    """A predictor that fits a fresh ``factory()`` pipeline, exports it and predicts from the ``.onnx``."""
+
     def run(X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame) -> np.ndarray:
         pipeline = factory().fit(X, y)
         blob = export.to_onnx(pipeline, version=1, metadata={}).SerializeToString()
@@ -135,6 +146,7 @@ def lightgbm_predictor() -> Predictor:
 
 
 def evaluate(frame: pd.DataFrame, folds: int, use_onnx: bool) -> list[Score]:
+    """Cross-validate every contender (the module's rows) on ``frame``."""
     contenders: list[tuple[str, Predictor]] = [
         (
             "shipped pipeline" + (" (scored from its .onnx)" if use_onnx else ""),
@@ -163,6 +175,7 @@ def evaluate(frame: pd.DataFrame, folds: int, use_onnx: bool) -> list[Score]:
 
 
 def format_table(scores: list[Score], rows: int, folds: int) -> str:
+    """The scores as a Markdown table, then per-fold tables for models with a price range."""
     lines = [
         f"{folds}-fold CV (KFold shuffle, random_state=0) on {rows:,} clean rows",
         "",
@@ -184,6 +197,7 @@ def format_table(scores: list[Score], rows: int, folds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Load the database, cross-validate, print the table."""
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", type=Path, help="SQLite database (default: $DIAMOND_DB or the repo's diamond.db)")
     parser.add_argument("--folds", type=int, default=10)

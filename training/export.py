@@ -28,6 +28,7 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
+from inference.modelsettings import MODEL_NAME
 from inference.onnx_io import OUTPUT, make_feeds, open_session, predict_outputs
 from inference.schema import FEATURES, FeatureSchema
 from training import onnx_converters
@@ -74,12 +75,12 @@ def to_onnx(
     assert isinstance(model, onnx.ModelProto)
     outputs = model_outputs(pipeline)
     _split_output(model.graph, outputs)
-    model.graph.name = "diamond_price"
+    model.graph.name = MODEL_NAME
     model.model_version = version
     model.producer_name = "diamond-price training"
     model.doc_string = "Diamond price in USD from carat, cut, color and clarity. " + INVALID_ROWS_RULE
     props = {
-        "name": "diamond_price",
+        "name": MODEL_NAME,
         "version": str(version),
         "feature_schema": schema.to_json(),
         "invalid_rows": INVALID_ROWS_RULE,

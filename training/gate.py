@@ -62,9 +62,11 @@ class Scores:
     mean_width: float | None = None
     """Mean of ``price_high - price_low`` in USD."""
     holdout_rows: int = 0
+    """How many held-out rows the figures are over."""
     calibration_rows: int = 0
-    version: int | None = None
     """Training rows the range was calibrated on (from the model's metadata)."""
+    version: int | None = None
+    """The registry version scored, for the reason's wording; None when not given (the candidate)."""
 
     def coverage_tolerance(self) -> float:
         """:data:`COVERAGE_TOLERANCE`, or :data:`NOISE_SIGMAS` standard errors where larger."""
@@ -75,6 +77,7 @@ class Scores:
 
     @property
     def capabilities(self) -> frozenset[str]:
+        """What the model offers beyond a price, in words (rule 5 promotes a candidate that adds one)."""
         found = set()
         if self.level is not None:
             found.add(f"a price range ({self.level:.0%})")
@@ -83,6 +86,7 @@ class Scores:
         return frozenset(found)
 
     def describe(self) -> str:
+        """The figures as the decision's reason quotes them."""
         text = f"MAE {self.mae:.2f}"
         if self.coverage is not None and self.level is not None:
             text += f", {self.level:.0%} range covering {self.coverage:.1%} (mean width ${self.mean_width:,.0f})"
@@ -97,6 +101,8 @@ class Scores:
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether the candidate is promoted, and why, with the figures used."""
+
     promote: bool
     reason: str
 

@@ -36,6 +36,8 @@ MAX_CELLS = 4_000_000
 
 
 class Compilable(Protocol):
+    """What the compiler needs of an estimator (:class:`training.estimator.BoostedLogPrice` has it)."""
+
     @property
     def outputs(self) -> tuple[str, ...]: ...
 

@@ -10,6 +10,8 @@ from inference.paths import resolve_paths
 
 @dataclass(frozen=True)
 class TrainingPaths:
+    """The database training reads, the settings file (the pointer) and the registry directory."""
+
     db: Path
     settings: Path
     registry: Path

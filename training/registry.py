@@ -4,6 +4,8 @@ Layout (``registry`` is ``model_registry/`` by default)::
 
     registry/diamond_price-v{N}.onnx          immutable once written
     registry/diamond_price-v{N}.onnx.sha256   its digest, in ``sha256sum`` format
+    registry/diamond_price-v{N}.report.html   the report of the run that promoted it (training.report)
+    registry/reports/                          the reports of rejected and failed runs
     registry/history.jsonl                     one JSON line per training run or promotion
     registry/.lock                             flock held while the pointer may change
     modelsettings.json                         the pointer: which version serves, and its record
@@ -53,11 +55,15 @@ class RegistryBusy(Exception):
 
 @dataclass(frozen=True)
 class Current:
+    """The serving model: its settings record and its verified bytes."""
+
     settings: ModelSettings
     blob: bytes
 
 
 class Registry:
+    """The registry ``directory`` and the pointer at ``settings_path`` (modelsettings.json)."""
+
     def __init__(self, settings_path: Path, directory: Path) -> None:
         self.settings_path = settings_path
         self.directory = directory
@@ -75,18 +81,25 @@ class Registry:
         return dict(sorted(found.items()))
 
     def next_version(self) -> int:
+        """One more than the highest version with a file (numbers are never reused)."""
         return max(self.versions(), default=0) + 1
 
     def model_path(self, version: int) -> Path:
+        """Where ``version``'s model file is, or would be."""
         return self.directory / f"{MODEL_NAME}-v{version}.onnx"
+
+    def _digest_path(self, version: int) -> Path:
+        """The ``sha256sum``-format file beside ``version``'s model."""
+        model = self.model_path(version)
+        return model.with_name(model.name + ".sha256")
 
     def recorded_sha256(self, version: int) -> str:
         """The digest written next to the model when it was published."""
-        side = self.model_path(version).with_name(self.model_path(version).name + ".sha256")
+        digest_file = self._digest_path(version)
         try:
-            return side.read_text().split()[0]
+            return digest_file.read_text().split()[0]
         except (OSError, IndexError):
-            raise ModelFileError(f"no recorded sha256 for version {version} ({side} missing or empty)") from None
+            raise ModelFileError(f"no recorded sha256 for version {version} ({digest_file} missing or empty)") from None
 
     def verified_blob(self, version: int) -> bytes:
         """The bytes of ``version``'s model, checked against the digest recorded beside it."""
@@ -109,9 +122,11 @@ class Registry:
         return Current(settings, blob)
 
     def current_settings(self) -> ModelSettings | None:
+        """The pointer's record, unverified; None when no settings file exists yet."""
         return read_settings(self.settings_path) if self.settings_path.exists() else None
 
     def history(self) -> list[dict[str, Any]]:
+        """Every readable line of ``history.jsonl``, oldest first; [] when there is none."""
         path = self.directory / "history.jsonl"
         if not path.exists():
             return []
@@ -148,14 +163,9 @@ class Registry:
             raise FileExistsError(f"{final} already exists")
         # The digest first: a run killed between the two leaves a digest no model file claims
         # (the next run of that version replaces it), never a model file without its digest.
-        side = final.with_name(final.name + ".sha256")
-        atomic_write(side, f"{sha256}  {final.name}\n".encode())
-        tmp = _write_temp(self.directory, blob, prefix=f".{final.name}.")
-        try:
-            os.link(tmp, final)  # atomic, and fails with FileExistsError instead of overwriting
-        finally:
-            os.unlink(tmp)
-        _fsync_dir(self.directory)
+        digest_file = self._digest_path(version)
+        atomic_write(digest_file, f"{sha256}  {final.name}\n".encode())
+        write_new(final, blob)
         return final
 
     def write_settings(self, record: dict[str, Any]) -> None:
@@ -169,6 +179,7 @@ class Registry:
         atomic_write(self.settings_path, (text + "\n").encode())
 
     def append_history(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to ``history.jsonl`` as one strict JSON line, fsynced."""
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             line = (strict_json_dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode()
@@ -194,6 +205,16 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` holding ``data``, all at once; :class:`FileExistsError` rather than replace a file."""
+    tmp = _write_temp(path.parent, data, prefix=f".{path.name}.")
+    try:
+        os.link(tmp, path)  # atomic, and fails with FileExistsError instead of overwriting
+    finally:
+        os.unlink(tmp)
     _fsync_dir(path.parent)
 
 

@@ -40,6 +40,8 @@ class TrainingError(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a completed run decided, and where its report is."""
+
     promoted: bool
     version: int
     """The version promoted, or the version the candidate would have had."""
@@ -57,6 +59,12 @@ def run(
     pipeline_factory: Callable[[], Pipeline] = build_pipeline,
     max_price: float = data.MAX_PRICE,
 ) -> Outcome:
+    """Load, fit, export, gate; then promote (publish, repoint) or reject, with a report and a history line.
+
+    A run that cannot reach a decision raises (:class:`TrainingError`, :class:`training.data.DataError`)
+    and leaves the registry as it was; with ``wait`` false, :class:`training.registry.RegistryBusy`
+    when another run holds the lock.
+    """
     registry = Registry(paths.settings, paths.registry)
     preflight.check_writable(paths.settings, paths.registry)  # before minutes of fitting
     log.info("loading %s", paths.db)

@@ -50,6 +50,8 @@ costs about 16 µs, so a short wait buys large batches without adding visible la
 
 @dataclass(frozen=True)
 class Tensor:
+    """One model input or output as ``config.pbtxt`` declares it (batch axis left out)."""
+
     name: str
     data_type: str
     dims: tuple[int, ...]

@@ -34,6 +34,8 @@ _RECORD_KEYS = (
 
 @dataclass(frozen=True)
 class VersionInfo:
+    """One line of ``python -m training versions``."""
+
     version: int
     mae: float | None
     created_at: str | None
@@ -61,6 +63,7 @@ def _model_record(blob: bytes) -> dict[str, Any]:
 
 
 def list_versions(registry: Registry) -> list[VersionInfo]:
+    """Every version in the registry, each verified and read from its own metadata; a damaged one is listed."""
     try:
         current = registry.current_settings()
     except ModelFileError:
@@ -91,6 +94,7 @@ def list_versions(registry: Registry) -> list[VersionInfo]:
 
 
 def format_versions(rows: list[VersionInfo]) -> str:
+    """The versions as a text table, the current one starred."""
     if not rows:
         return "no versions in the registry"
     lines = [f"{'':2}{'version':>7}  {'MAE':>9}  {'train rows':>10}  {'created (UTC)':<25}  status"]

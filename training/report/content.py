@@ -1,9 +1,14 @@
-"""What a report page says: the data, the comparison, the interval, the plots, the decision."""
+"""What a report page says, run by run: the facts of a run, and the pages they make.
+
+:func:`run_page` is a completed run's full page (decision, data, comparison, interval, plots,
+history, candidate), :func:`summary_page` its decision alone when the full page cannot be drawn,
+:func:`failure_page` a run that stopped on an error. Each assembles its sections and its JSON
+summary here; the sections' HTML is built in :mod:`training.report.sections` and
+:mod:`training.report.history`, the page around them in :mod:`training.report.page`.
+"""
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -19,9 +24,10 @@ from training.data import Dataset
 from training.paths import TrainingPaths
 from training.registry import Current, Registry
 from training.report import evaluation, plots
-from training.report.evaluation import Interval, Segment
+from training.report.evaluation import Segment
 from training.report.history import history_section
-from training.report.page import figure, render, table, usd
+from training.report.page import figure, render, table
+from training.report.sections import candidate_html, comparison_html, data_html, interval_html
 
 REPORT_FORMAT = 1
 
@@ -49,10 +55,12 @@ class RunFacts:
 
     @property
     def train_rows(self) -> int:
+        """The clean rows the candidate was fitted on: all but the holdout."""
         return len(self.dataset.frame) - len(self.holdout)
 
 
 def run_page(facts: RunFacts) -> str:
+    """A completed run's full page: both models scored again on the holdout, by segment, plotted."""
     version = int(facts.record["version"])
     current_version = facts.current.settings.version if facts.current else None
     actual = facts.holdout[FEATURES.target].to_numpy(dtype=np.float64)
@@ -109,15 +117,21 @@ def run_page(facts: RunFacts) -> str:
 
     sections = [
         ("decision", "Decision", f'<p class="decision {decision}">{escape(reason)}</p>'),
-        ("data", "Data", _data_html(facts)),
-        ("comparison", "Candidate against current", _comparison_html(facts, segments, cand_label, curr_label)),
+        ("data", "Data", data_html(summary["data"])),
+        (
+            "comparison",
+            "Candidate against current",
+            comparison_html(
+                len(facts.holdout), facts.candidate_mae, facts.current_mae, segments, cand_label, curr_label
+            ),
+        ),
     ]
     if has_interval:
-        sections.append(("interval", "Interval", _interval_html(intervals)))
+        sections.append(("interval", "Interval", interval_html(intervals)))
     sections += [
         ("plots", "Plots", "".join(figure(p) for p in figures)),
         ("history", "Every version", history_html),
-        ("candidate", "The candidate", _candidate_html(facts.record)),
+        ("candidate", "The candidate", candidate_html(facts.record)),
     ]
     verdict = f"v{version} promoted" if facts.promoted else "candidate rejected"
     title = f"{MODEL_NAME} training run {facts.record['created_at']}: {verdict}"
@@ -142,6 +156,7 @@ def summary_page(facts: RunFacts, error: BaseException) -> str:
 
 
 def failure_page(paths: TrainingPaths, registry: Registry, error: BaseException, when: datetime) -> str:
+    """The page of a run that stopped on ``error`` at ``when``: the inputs and the registry's history."""
     stamp = when.isoformat(timespec="seconds")
     try:
         settings = registry.current_settings()
@@ -198,6 +213,7 @@ def _reason(facts: RunFacts, version: int, current_version: int | None, segments
 
 
 def _data_summary(facts: RunFacts) -> dict[str, Any]:
+    """The Data section's figures, as the page's JSON block holds them."""
     return {
         "db": str(facts.db),
         "rows_read": facts.dataset.rows_read,
@@ -207,69 +223,3 @@ def _data_summary(facts: RunFacts) -> dict[str, Any]:
         "holdout_rows": len(facts.holdout),
         "data_fingerprint": facts.record["data_fingerprint"],
     }
-
-
-def _data_html(facts: RunFacts) -> str:
-    d = _data_summary(facts)
-    rows = [["rows read", f"{d['rows_read']:,}"]]
-    rows += [[f"removed: {escape(rule)}", f"{count:,}"] for rule, count in d["removed"].items()]
-    rows += [
-        ["clean rows", f"{d['clean_rows']:,}"],
-        ["train rows", f"{d['train_rows']:,}"],
-        ["holdout rows (the gate scores both models on these)", f"{d['holdout_rows']:,}"],
-    ]
-    return (
-        f"<p>Read from <code>{escape(d['db'])}</code>; the cleaning rules ran in this order.</p>"
-        + table(["", "rows"], rows)
-        + f"<p>Data fingerprint: <code>{escape(d['data_fingerprint'])}</code></p>"
-    )
-
-
-def _comparison_html(facts: RunFacts, segments: list[Segment], cand: str, curr: str | None) -> str:
-    n = f"{len(facts.holdout):,}"
-    overall = [[escape(cand), n, usd(facts.candidate_mae, 4)]]
-    if curr is not None:
-        overall.append([escape(curr), n, usd(facts.current_mae, 4)])
-    html = table(["model", "rows", "MAE (USD)"], overall, "Overall, on the same held-out rows")
-    for kind in evaluation.segment_keys():
-        rows = []
-        for s in (s for s in segments if s.kind == kind):
-            cells = [escape(s.label), f"{s.rows:,}", usd(s.candidate_mae)]
-            if curr is not None:
-                cells += [usd(s.current_mae), _delta(s)]
-            rows.append(cells)
-        headers = [kind, "rows", f"{cand} MAE"] + ([f"{curr} MAE", "candidate − current"] if curr else [])
-        html += table(headers, rows, f"MAE by {kind}")
-    return html
-
-
-def _delta(s: Segment) -> str:
-    if s.current_mae is None or not s.rows or not (math.isfinite(s.candidate_mae) and math.isfinite(s.current_mae)):
-        return "—"
-    d = s.candidate_mae - s.current_mae
-    css = "win" if d < 0 else "loss" if d > 0 else ""
-    return f'<span class="{css}">{d:+,.2f}</span>'
-
-
-def _interval_html(intervals: dict[str, Interval | None]) -> str:
-    rows = [
-        [escape(name), f"{i.rows:,}", f"{100 * i.coverage:.1f}%", usd(i.mean_width)]
-        for name, i in intervals.items()
-        if i is not None
-    ]
-    nominal = f"{100 * evaluation.NOMINAL_COVERAGE:.0f}%"
-    return (
-        f"<p>How often <code>[price_low, price_high]</code> holds the actual price on the held-out rows "
-        f"(nominal {nominal}), and how wide it is on average.</p>"
-        + table(["model", "rows", "coverage", "mean width (USD)"], rows)
-    )
-
-
-def _candidate_html(record: dict[str, Any]) -> str:
-    params = json.dumps(record.get("params", {}), indent=1)
-    libraries = ", ".join(f"{k} {v}" for k, v in record.get("libraries", {}).items())
-    return (
-        f"<p>{escape(str(record.get('estimator', '')))}</p><pre>{escape(params)}</pre>"
-        f"<p class=muted>Libraries: {escape(libraries)}</p>"
-        f"<p class=muted>Protocol: {escape(str(record.get('mae_protocol', '')))}</p>"
-    )

@@ -18,8 +18,6 @@ from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, open_session
 from inference.schema import FEATURES
 from training.estimator import INTERVAL
 
-INTERVAL_OUTPUTS = RANGE_OUTPUTS
-"""A model with both outputs also predicts an interval; the report then shows its coverage and width."""
 NOMINAL_COVERAGE = round(INTERVAL[1] - INTERVAL[0], 6)
 CARAT_BANDS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 """Inner edges of the carat bands: [0.2, 0.5), [0.5, 1), [1, 1.5), [1.5, 2), [2, 5.01]."""
@@ -41,6 +39,8 @@ class Predictions:
 
 @dataclass(frozen=True)
 class Segment:
+    """Both models' MAE on the held-out rows of one segment (a grade, or a carat band)."""
+
     kind: str
     """``cut``, ``color``, ``clarity`` or ``carat band``."""
     label: str
@@ -62,7 +62,8 @@ def predict_all(blob: bytes, frame: pd.DataFrame) -> Predictions:
     """The model's price (and interval, if it has one) for every row of ``frame``."""
     session = open_session(blob)
     outputs = {o.name for o in session.get_outputs()}
-    names = [OUTPUT, *(INTERVAL_OUTPUTS if set(INTERVAL_OUTPUTS) <= outputs else ())]
+    # A model with both range outputs also predicts an interval; the report then shows its coverage and width.
+    names = [OUTPUT, *(RANGE_OUTPUTS if set(RANGE_OUTPUTS) <= outputs else ())]
     columns = {n: frame[n].to_numpy() for n in FEATURES.names}
     values = [np.asarray(v, dtype=np.float64).reshape(-1) for v in session.run(names, make_feeds(columns))]
     if len(values) == 3:
@@ -71,23 +72,25 @@ def predict_all(blob: bytes, frame: pd.DataFrame) -> Predictions:
 
 
 def mae(errors: np.ndarray) -> float:
+    """The mean of absolute ``errors``; NaN for a segment with no rows."""
     return float(np.mean(errors)) if len(errors) else math.nan
+
+
+def _band_labels() -> tuple[str, ...]:
+    """The carat bands' labels, smallest first: each band's bounds, e.g. ``0.5–1``."""
+    lo, hi = FEATURES.numeric["carat"]
+    edges = (lo, *CARAT_BANDS, hi)
+    return tuple(f"{a:g}–{b:g}" for a, b in itertools.pairwise(edges))
 
 
 def carat_band_labels(carat: np.ndarray) -> np.ndarray:
     """Each row's carat band, labelled by its bounds."""
-    lo, hi = FEATURES.numeric["carat"]
-    edges = (lo, *CARAT_BANDS, hi)
-    labels = [f"{a:g}–{b:g}" for a, b in itertools.pairwise(edges)]
-    return np.asarray(labels, dtype=object)[np.searchsorted(CARAT_BANDS, carat, side="right")]
+    return np.asarray(_band_labels(), dtype=object)[np.searchsorted(CARAT_BANDS, carat, side="right")]
 
 
 def segment_keys() -> dict[str, tuple[str, ...]]:
     """Segment kind -> its labels, in quality (or size) order."""
-    lo, hi = FEATURES.numeric["carat"]
-    edges = (lo, *CARAT_BANDS, hi)
-    bands = tuple(f"{a:g}–{b:g}" for a, b in itertools.pairwise(edges))
-    return {**FEATURES.categorical, "carat band": bands}
+    return {**FEATURES.categorical, "carat band": _band_labels()}
 
 
 def segments(holdout: pd.DataFrame, candidate: np.ndarray, current: np.ndarray | None) -> list[Segment]:

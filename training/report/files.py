@@ -10,12 +10,11 @@ its report relative to the registry directory.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
 from inference.modelsettings import MODEL_NAME, REPORT_SUFFIX, report_path
-from training.registry import _fsync_dir, _write_temp
+from training.registry import write_new
 
 UNPROMOTED_DIR = "reports"
 
@@ -23,12 +22,7 @@ UNPROMOTED_DIR = "reports"
 def write_once(path: Path, html: str) -> Path:
     """Write ``path`` atomically; fails with :class:`FileExistsError` rather than replace it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _write_temp(path.parent, html.encode(), prefix=f".{path.name}.")
-    try:
-        os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-    _fsync_dir(path.parent)
+    write_new(path, html.encode())
     return path
 
 

@@ -49,6 +49,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], caption: str = 
 
 
 def figure(plot: Plot) -> str:
+    """A plot as a ``<figure>``: its image inline, its title as the caption."""
     return (
         f'<figure><img src="{plot.uri}" alt="{escape(plot.alt)}"><figcaption>{escape(plot.title)}</figcaption></figure>'
     )

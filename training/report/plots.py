@@ -43,6 +43,8 @@ class Series:
 
 @dataclass(frozen=True)
 class Plot:
+    """A drawn plot, ready for :func:`training.report.page.figure`."""
+
     title: str
     uri: str
     """``data:image/...;base64,...``"""
@@ -75,6 +77,7 @@ def _figure(width: float, height: float, **margins: float) -> Figure:
 
 
 def predicted_vs_actual(actual: np.ndarray, series: Sequence[Series]) -> Plot:
+    """One log-log scatter per model of predicted against actual price, with the diagonal."""
     with rc_context(STYLE):
         fig = _figure(4.2 * len(series), 4.0)
         axes = fig.subplots(1, len(series), sharex=True, sharey=True, squeeze=False)[0]
@@ -91,6 +94,7 @@ def predicted_vs_actual(actual: np.ndarray, series: Sequence[Series]) -> Plot:
 
 
 def residuals_vs_carat(carat: np.ndarray, actual: np.ndarray, series: Sequence[Series]) -> Plot:
+    """One scatter per model of predicted − actual against carat."""
     with rc_context(STYLE):
         fig = _figure(4.2 * len(series), 3.6, left=0.95)
         axes = fig.subplots(1, len(series), sharex=True, sharey=True, squeeze=False)[0]
@@ -105,6 +109,7 @@ def residuals_vs_carat(carat: np.ndarray, actual: np.ndarray, series: Sequence[S
 
 
 def error_distribution(actual: np.ndarray, series: Sequence[Series]) -> Plot:
+    """Both models' residuals as step histograms on common bins (the 1st to 99th percentile)."""
     residuals = [s.predicted - actual for s in series]
     pooled = np.concatenate([r[np.isfinite(r)] for r in residuals])
     lo, hi = (float(v) for v in np.percentile(pooled, [1, 99])) if len(pooled) else (-1.0, 1.0)
