@@ -25,11 +25,38 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from inference.paths import PROJECT_ROOT, resolve_paths
+
+N = TypeVar("N", int, float)
+
+
+def number_from_env(
+    env: Mapping[str, str],
+    name: str,
+    default: N,
+    allowed: Callable[[N], bool],
+    requirement: str,
+    parse: Callable[[str], N] = float,  # type: ignore[assignment]
+) -> N:
+    """``name`` from ``env`` parsed by ``parse`` (``float`` or ``int``), ``default`` when unset or
+    empty; a :class:`ConfigError` naming the variable when it does not parse or is not ``allowed``
+    (training reads ``MAX_PRICE`` with it too)."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = parse(raw)
+    except ValueError:
+        kind = "an integer" if parse is int else "a number"
+        raise ConfigError(f"{name} must be {kind}, got {raw[:40]!r}") from None
+    if not allowed(value):  # NaN fails every comparison, so it is refused too
+        raise ConfigError(f"{name} must be {requirement}, got {raw[:40]!r}")
+    return value
 
 
 class ConfigError(ValueError):
@@ -67,16 +94,7 @@ class Settings:
             return Path(value).absolute() if value else default
 
         def integer(name: str, default: int, minimum: int) -> int:
-            raw = env.get(name)
-            if not raw:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-            if value < minimum:
-                raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-            return value
+            return number_from_env(env, name, default, lambda v: v >= minimum, f">= {minimum}", int)
 
         def flag(name: str, default: bool) -> bool:
             raw = env.get(name)
@@ -89,14 +107,9 @@ class Settings:
             raise ConfigError(f"{name} must be 0 or 1, got {raw!r}")
 
         def seconds(name: str, default: float, low: float, high: float) -> float:
-            raw = env.get(name)
-            try:
-                value = float(raw) if raw else default
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-            if not low <= value <= high:  # also refuses NaN
-                raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds")
-            return value
+            return number_from_env(
+                env, name, default, lambda v: low <= v <= high, f"between {low:g} and {high:g} seconds"
+            )
 
         paths = resolve_paths(env)
         interval = seconds("RELOAD_INTERVAL", cls.reload_interval, 0.05, 60)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from inference.config import ConfigError, number_from_env
 from inference.schema import FEATURES, FeatureSchema
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,16 @@ class DataError(Exception):
 
 def max_price_from_env(env: Mapping[str, str] | None = None) -> float:
     """``MAX_PRICE`` from the environment, else :data:`MAX_PRICE`; :class:`DataError` if unusable."""
-    raw = (os.environ if env is None else env).get("MAX_PRICE")
-    if not raw:
-        return MAX_PRICE
     try:
-        value = float(raw)
-    except ValueError:
-        raise DataError(f"MAX_PRICE must be a number, got {raw[:40]!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise DataError(f"MAX_PRICE must be a finite positive number, got {raw[:40]!r}")
-    return value
+        return number_from_env(
+            os.environ if env is None else env,
+            "MAX_PRICE",
+            MAX_PRICE,
+            lambda v: math.isfinite(v) and v > 0,
+            "a finite positive number",
+        )
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
 
 
 def quote_identifier(name: str) -> str:
