@@ -16,7 +16,7 @@ import pytest
 from inference.onnx_io import make_feeds, open_session, predict
 from inference.schema import FEATURES
 from tests.helpers import Project, tiny_factory
-from training import data
+from training import data, gate
 from training.paths import TrainingPaths
 from training.registry import Registry
 from training.report import RunFacts, render_run
@@ -201,6 +201,8 @@ def test_the_interval_section_appears_only_when_the_model_has_one(served: Projec
     assert shown["coverage"] == pytest.approx(float(np.mean((low <= actual) & (actual <= high))))
     assert shown["mean_width"] == pytest.approx(float(np.mean(high.astype(float) - low)), rel=1e-6)
     assert shown["rows"] == len(holdout) and shown["nominal"] == 0.8
+    gate_scores = gate.score(blob, holdout)  # the report's figures are the gate's, by construction
+    assert (shown["coverage"], shown["mean_width"]) == (gate_scores.coverage, gate_scores.mean_width)
 
 
 def test_the_command_line_prints_the_report_and_files_one_for_a_failed_run(trained: Project, tmp_path: Path) -> None:

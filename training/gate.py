@@ -107,18 +107,46 @@ class Decision:
     reason: str
 
 
-def score(blob: bytes, holdout: pd.DataFrame, version: int | None = None) -> Scores:
-    """Score an ``.onnx`` model on ``holdout``: MAE, and the price range's coverage and width if it has one."""
+@dataclass(frozen=True)
+class Outputs:
+    """A model's outputs on some rows, as the gate and the report both read them."""
+
+    values: np.ndarray
+    """float64 ``[N, 1]`` (price) or ``[N, 3]`` (price, price_low, price_high); NaN where unpriced."""
+    level: float | None
+    """The price range's nominal coverage from the model's metadata; None without a range."""
+    props: dict[str, str]
+    """The model's ``metadata_props``."""
+
+
+def predict(blob: bytes, frame: pd.DataFrame) -> Outputs:
+    """Run an ``.onnx`` model on ``frame``. A model has a price range when it has both range outputs
+    and records ``price_range_level``: the gate and the report use this one definition."""
     session = open_session(blob)
     props = metadata(session)
     names = [o.name for o in session.get_outputs()]
     ranged = all(n in names for n in RANGE_OUTPUTS) and "price_range_level" in props
     wanted = [OUTPUT, *RANGE_OUTPUTS] if ranged else [OUTPUT]
-    columns = {n: holdout[n].to_numpy() for n in FEATURES.names}
+    columns = {n: frame[n].to_numpy() for n in FEATURES.names}
     values = predict_outputs(session, make_feeds(columns), wanted).astype(np.float64)
+    return Outputs(values, float(props["price_range_level"]) if ranged else None, props)
+
+
+def range_figures(low: np.ndarray, high: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
+    """(coverage, mean width) of ``[low, high]`` over ``actual``: a NaN bound is a miss, and the width
+    is the mean over priced rows (infinite when none is)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        inside = (low <= actual) & (actual <= high)
+        width = high - low
+        return float(np.mean(inside)), float(np.nanmean(width)) if np.isfinite(width).any() else math.inf
+
+
+def score(blob: bytes, holdout: pd.DataFrame, version: int | None = None) -> Scores:
+    """Score an ``.onnx`` model on ``holdout``: MAE, and the price range's coverage and width if it has one."""
+    out = predict(blob, holdout)
     actual = holdout[FEATURES.target].to_numpy(dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is an infinite MAE, which decide() refuses
-        return _scores(values, actual, props, len(holdout), version, ranged)
+        return _scores(out.values, actual, out.props, len(holdout), version, out.level is not None)
 
 
 def _scores(
@@ -128,15 +156,13 @@ def _scores(
     mae = float(np.mean(np.where(np.isnan(errors), np.inf, errors)))
     if not ranged:
         return Scores(mae, props.get("min_onnxruntime"), holdout_rows=rows, version=version)
-    low, high = values[:, 1], values[:, 2]
-    inside = (low <= actual) & (actual <= high)  # NaN bounds count as a miss
-    width = high - low
+    coverage, mean_width = range_figures(values[:, 1], values[:, 2], actual)
     return Scores(
         mae,
         props.get("min_onnxruntime"),
         level=float(props["price_range_level"]),
-        coverage=float(np.mean(inside)),
-        mean_width=float(np.nanmean(width)) if np.isfinite(width).any() else math.inf,
+        coverage=coverage,
+        mean_width=mean_width,
         holdout_rows=rows,
         calibration_rows=int(props.get("price_range_calibration_rows", "0") or 0),
         version=version,

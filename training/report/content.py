@@ -92,9 +92,7 @@ def run_page(facts: RunFacts) -> str:
         "segments": [s.__dict__ for s in segments],
     }
     if has_interval:
-        summary["interval"] = {
-            name: {**i.__dict__, "nominal": evaluation.NOMINAL_COVERAGE} for name, i in intervals.items() if i
-        }
+        summary["interval"] = {name: i.__dict__ for name, i in intervals.items() if i}
 
     series = [plots.Series(cand_label, candidate.price, plots.CANDIDATE)]
     if current is not None and curr_label is not None:

@@ -1,8 +1,8 @@
 """What the report measures: both models' predictions on the holdout, MAE by segment, the interval.
 
-Everything here is computed from the ``.onnx`` bytes with onnxruntime, exactly as the gate scores
-them, so the report's overall MAE is the gate's MAE. A row a model cannot price (NaN) counts as an
-infinite error, as it does for the gate.
+Everything here is computed from the ``.onnx`` bytes by the gate's own :func:`training.gate.predict`
+and :func:`training.gate.range_figures`, so the report's overall MAE, coverage and width are the
+gate's. A row a model cannot price (NaN) counts as an infinite error, as it does for the gate.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, open_session
 from inference.schema import FEATURES
-from training.estimator import INTERVAL
+from training import gate
 
-NOMINAL_COVERAGE = round(INTERVAL[1] - INTERVAL[0], 6)
 CARAT_BANDS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 """Inner edges of the carat bands: [0.2, 0.5), [0.5, 1), [1, 1.5), [1.5, 2), [2, 5.01]."""
 
@@ -30,6 +28,8 @@ class Predictions:
     price: np.ndarray
     low: np.ndarray | None = None
     high: np.ndarray | None = None
+    level: float | None = None
+    """The range's nominal coverage, from the model's own metadata."""
 
     def errors(self, actual: np.ndarray) -> np.ndarray:
         """Absolute errors; an unpriced row counts as infinitely wrong."""
@@ -56,19 +56,16 @@ class Interval:
     coverage: float
     mean_width: float
     rows: int
+    nominal: float
+    """The model's own nominal coverage (0.8 for an 80% range)."""
 
 
 def predict_all(blob: bytes, frame: pd.DataFrame) -> Predictions:
     """The model's price (and interval, if it has one) for every row of ``frame``."""
-    session = open_session(blob)
-    outputs = {o.name for o in session.get_outputs()}
-    # A model with both range outputs also predicts an interval; the report then shows its coverage and width.
-    names = [OUTPUT, *(RANGE_OUTPUTS if set(RANGE_OUTPUTS) <= outputs else ())]
-    columns = {n: frame[n].to_numpy() for n in FEATURES.names}
-    values = [np.asarray(v, dtype=np.float64).reshape(-1) for v in session.run(names, make_feeds(columns))]
-    if len(values) == 3:
-        return Predictions(values[0], values[1], values[2])
-    return Predictions(values[0])
+    out = gate.predict(blob, frame)
+    if out.level is None:
+        return Predictions(out.values[:, 0])
+    return Predictions(out.values[:, 0], out.values[:, 1], out.values[:, 2], out.level)
 
 
 def mae(errors: np.ndarray) -> float:
@@ -115,8 +112,7 @@ def segments(holdout: pd.DataFrame, candidate: np.ndarray, current: np.ndarray |
 
 def interval(predictions: Predictions, actual: np.ndarray) -> Interval | None:
     """Coverage and mean width of the model's interval, or None when the model has none."""
-    if predictions.low is None or predictions.high is None:
+    if predictions.low is None or predictions.high is None or predictions.level is None:
         return None
-    inside = (predictions.low <= actual) & (actual <= predictions.high)
-    width = predictions.high - predictions.low
-    return Interval(float(np.mean(inside)), float(np.mean(width)), len(actual))
+    coverage, mean_width = gate.range_figures(predictions.low, predictions.high, actual)
+    return Interval(coverage, mean_width, len(actual), predictions.level)

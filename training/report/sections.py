@@ -76,15 +76,14 @@ def _delta(s: Segment) -> str:
 def interval_html(intervals: dict[str, Interval | None]) -> str:
     """The interval section: each model's coverage and mean width (models without a range are left out)."""
     rows = [
-        [escape(name), f"{i.rows:,}", f"{100 * i.coverage:.1f}%", usd(i.mean_width)]
+        [escape(name), f"{i.rows:,}", f"{100 * i.nominal:.0f}%", f"{100 * i.coverage:.1f}%", usd(i.mean_width)]
         for name, i in intervals.items()
         if i is not None
     ]
-    nominal = f"{100 * evaluation.NOMINAL_COVERAGE:.0f}%"
     return (
-        f"<p>How often <code>[price_low, price_high]</code> holds the actual price on the held-out rows "
-        f"(nominal {nominal}), and how wide it is on average.</p>"
-        + table(["model", "rows", "coverage", "mean width (USD)"], rows)
+        "<p>How often <code>[price_low, price_high]</code> holds the actual price on the held-out rows, "
+        "against the share each model's range is made to hold (nominal), and how wide it is on average.</p>"
+        + table(["model", "rows", "nominal", "coverage", "mean width (USD)"], rows)
     )
 
 
