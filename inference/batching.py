@@ -18,7 +18,8 @@ import asyncio
 from typing import Any
 
 from inference.api_models import columns
-from inference.model import LoadedModel, UnpriceableRows
+from inference.errors import UnpriceableRows
+from inference.model import LoadedModel
 
 
 class RowBatcher:

@@ -14,8 +14,8 @@ from starlette.responses import JSONResponse, Response
 from inference import reports
 from inference.api_models import Diamond, DiamondBatch, columns
 from inference.batching import RowBatcher
-from inference.errors import InvalidInput, ModelUnavailable, ReloadFailed, Unauthorized
-from inference.model import LoadedModel, ModelHolder, UnpriceableRows
+from inference.errors import ModelUnavailable, ReloadFailed, Unauthorized
+from inference.model import LoadedModel, ModelHolder
 from inference.modelsettings import ModelFileError
 from inference.requests import INLINE_BODY_BYTES, off_loop, parse_json, read_body, validate
 
@@ -95,10 +95,7 @@ async def diamond_price(request: Request) -> Response:
     diamond = await parse_json(request, Diamond)
     model = serving_model(request)
     batcher: RowBatcher = request.app.state.batcher
-    try:
-        values = await batcher.price(model, diamond)
-    except UnpriceableRows as exc:
-        raise InvalidInput(str(exc)) from None
+    values = await batcher.price(model, diamond)
     request.state.rows = 1
     return json_response(
         {"price": values[0], "price_range": price_range(model, values), "model_version": model.version}
@@ -122,10 +119,7 @@ def _price_batch(holder: ModelHolder, body: bytes, limit: int) -> tuple[int, Res
     about 2, 1.5 and 0.5 ms here)."""
     diamonds = validate(DiamondBatch, body, limit).diamonds
     model = loaded_or_503(holder, holder.current)
-    try:
-        values = model.price(columns(diamonds))
-    except UnpriceableRows as exc:
-        raise InvalidInput(str(exc)) from None
+    values = model.price(columns(diamonds))
     ranges = None
     if model.range_level is not None:  # built column-wise: one small dict per row is most of the JSON's cost
         level = model.range_level

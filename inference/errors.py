@@ -69,6 +69,15 @@ class InvalidInput(ServiceError, status=422):
     """Well-formed JSON whose fields break the schema; ``fields`` lists the problems."""
 
 
+class UnpriceableRows(InvalidInput):
+    """The model returned NaN: the rows lie outside the feature schema it was trained for (V2
+    answers it with 400, as every V2 client error)."""
+
+    def __init__(self, rows: list[int]) -> None:
+        super().__init__(f"the loaded model cannot price row(s) {rows}: outside its feature schema")
+        self.rows = rows
+
+
 class ModelUnavailable(ServiceError, status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"}):
     """No model is loaded yet, or the served model's file cannot be read; the message says why."""
 

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import onnxruntime as ort
 
+from inference.errors import UnpriceableRows
 from inference.modelsettings import ModelFileError, ModelSettings, read_verified_model
 from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, metadata, open_session, predict, predict_outputs
 from inference.schema import FEATURES, FeatureSchema
@@ -85,14 +86,6 @@ class LoadedModel:
             raise UnpriceableRows(np.flatnonzero(~finite)[:10].tolist())
         cents: np.ndarray = np.rint(values * 100.0) / 100.0
         return cents
-
-
-class UnpriceableRows(ValueError):
-    """The model returned NaN: the rows lie outside the feature schema it was trained for."""
-
-    def __init__(self, rows: list[int]) -> None:
-        super().__init__(f"the loaded model cannot price row(s) {rows}: outside its feature schema")
-        self.rows = rows
 
 
 class Reload(NamedTuple):

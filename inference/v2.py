@@ -18,8 +18,8 @@ from starlette.responses import JSONResponse, Response
 from inference import v2_models as v
 from inference.api_models import Error
 from inference.endpoints import holder_of, loaded_or_503
-from inference.errors import BadRequest, NotFound
-from inference.model import LoadedModel, UnpriceableRows
+from inference.errors import BadRequest, NotFound, UnpriceableRows
+from inference.model import LoadedModel
 from inference.modelsettings import MODEL_NAME
 from inference.openapi import Operation, Responses
 from inference.requests import INLINE_BODY_BYTES, JSON, off_loop, read_body
