@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -26,7 +25,16 @@ import onnxruntime as ort
 
 from inference.errors import UnpriceableRows
 from inference.modelsettings import ModelFileError, ModelSettings, read_verified_model
-from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, metadata, open_session, predict, predict_outputs
+from inference.onnx_io import (
+    OUTPUT,
+    RANGE_OUTPUTS,
+    make_feeds,
+    metadata,
+    open_session,
+    predict,
+    predict_outputs,
+    range_level,
+)
 from inference.schema import FEATURES, FeatureSchema
 
 log = logging.getLogger(__name__)
@@ -61,20 +69,14 @@ class LoadedModel:
         return self.settings.sha256
 
     @cached_property
-    def outputs(self) -> tuple[str, ...]:
-        """``("price",)``, or ``("price", "price_low", "price_high")`` for a model with a price range."""
-        names = {o.name for o in self.session.get_outputs()}
-        return (OUTPUT, *RANGE_OUTPUTS) if all(n in names for n in RANGE_OUTPUTS) else (OUTPUT,)
-
-    @cached_property
     def range_level(self) -> float | None:
         """The price range's nominal coverage (0.8 for an 80% range); None without a range."""
-        if len(self.outputs) == 1:
-            return None
-        try:
-            return float(metadata(self.session).get("price_range_level", "nan"))
-        except ValueError:
-            return math.nan
+        return range_level(self.session)
+
+    @cached_property
+    def outputs(self) -> tuple[str, ...]:
+        """``("price",)``, or ``("price", "price_low", "price_high")`` for a model with a price range."""
+        return (OUTPUT,) if self.range_level is None else (OUTPUT, *RANGE_OUTPUTS)
 
     def price(self, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> np.ndarray:
         """The one way both APIs price rows: feature columns in, float64 ``[N, len(outputs)]`` out,

@@ -60,6 +60,20 @@ def predict_outputs(session: ort.InferenceSession, feeds: dict[str, np.ndarray],
     return np.hstack(session.run(list(names), feeds))
 
 
+def range_level(session: ort.InferenceSession) -> float | None:
+    """The price range's nominal coverage (0.8 for an 80% range) when the model has one: both
+    :data:`RANGE_OUTPUTS` and a ``price_range_level`` between 0 and 1 in its metadata. Serving,
+    the gate and the report all decide "has a price range" here."""
+    names = {o.name for o in session.get_outputs()}
+    if not all(n in names for n in RANGE_OUTPUTS):
+        return None
+    try:
+        level = float(metadata(session).get("price_range_level", "nan"))
+    except ValueError:
+        return None
+    return level if 0 < level < 1 else None
+
+
 def metadata(session: ort.InferenceSession) -> dict[str, str]:
     """The model's ``metadata_props``."""
     return dict(session.get_modelmeta().custom_metadata_map)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, metadata, open_session, predict_outputs
+from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, metadata, open_session, predict_outputs, range_level
 from inference.schema import FEATURES
 
 COVERAGE_TOLERANCE = 0.03
@@ -120,16 +120,14 @@ class Outputs:
 
 
 def predict(blob: bytes, frame: pd.DataFrame) -> Outputs:
-    """Run an ``.onnx`` model on ``frame``. A model has a price range when it has both range outputs
-    and records ``price_range_level``: the gate and the report use this one definition."""
+    """Run an ``.onnx`` model on ``frame``, with its price range if it has one
+    (:func:`inference.onnx_io.range_level`, the definition serving uses too)."""
     session = open_session(blob)
-    props = metadata(session)
-    names = [o.name for o in session.get_outputs()]
-    ranged = all(n in names for n in RANGE_OUTPUTS) and "price_range_level" in props
-    wanted = [OUTPUT, *RANGE_OUTPUTS] if ranged else [OUTPUT]
+    level = range_level(session)
+    wanted = [OUTPUT] if level is None else [OUTPUT, *RANGE_OUTPUTS]
     columns = {n: frame[n].to_numpy() for n in FEATURES.names}
     values = predict_outputs(session, make_feeds(columns), wanted).astype(np.float64)
-    return Outputs(values, float(props["price_range_level"]) if ranged else None, props)
+    return Outputs(values, level, metadata(session))
 
 
 def range_figures(low: np.ndarray, high: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
@@ -146,21 +144,21 @@ def score(blob: bytes, holdout: pd.DataFrame, version: int | None = None) -> Sco
     out = predict(blob, holdout)
     actual = holdout[FEATURES.target].to_numpy(dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is an infinite MAE, which decide() refuses
-        return _scores(out.values, actual, out.props, len(holdout), version, out.level is not None)
+        return _scores(out.values, actual, out.props, len(holdout), version, out.level)
 
 
 def _scores(
-    values: np.ndarray, actual: np.ndarray, props: dict[str, str], rows: int, version: int | None, ranged: bool
+    values: np.ndarray, actual: np.ndarray, props: dict[str, str], rows: int, version: int | None, level: float | None
 ) -> Scores:
     errors = np.abs(values[:, 0] - actual)
     mae = float(np.mean(np.where(np.isnan(errors), np.inf, errors)))
-    if not ranged:
+    if level is None:
         return Scores(mae, props.get("min_onnxruntime"), holdout_rows=rows, version=version)
     coverage, mean_width = range_figures(values[:, 1], values[:, 2], actual)
     return Scores(
         mae,
         props.get("min_onnxruntime"),
-        level=float(props["price_range_level"]),
+        level=level,
         coverage=coverage,
         mean_width=mean_width,
         holdout_rows=rows,
