@@ -25,8 +25,8 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from inference.docs import AllowListedFiles
 from inference.errors import ModelUnavailable, NotFound, NotInstalled
-from inference.model import ModelHolder
 from inference.modelsettings import ModelFileError, resolve_model_path
+from inference.serving import holder_of
 
 PAGE = "index.html"
 OWN_FILES = ("calculator.js", "calculator.css")
@@ -62,7 +62,7 @@ def _page(web_dir: Path) -> Route:
 
 async def model_settings(request: Request) -> Response:
     """The settings of the model being served: what ``modelsettings.json`` said when it was loaded."""
-    holder: ModelHolder = request.app.state.holder
+    holder = holder_of(request)
     model = holder.current
     if model is None:
         raise ModelUnavailable(f"no model is loaded: {holder.unavailable_reason}")
@@ -71,7 +71,7 @@ async def model_settings(request: Request) -> Response:
 
 async def model_file(request: Request) -> Response:
     """The served model's ``.onnx`` file, checked against its sha256; 404 for any other name."""
-    holder: ModelHolder = request.app.state.holder
+    holder = holder_of(request)
     model = holder.current
     if model is None:
         raise ModelUnavailable(f"no model is loaded: {holder.unavailable_reason}")

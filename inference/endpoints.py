@@ -13,11 +13,11 @@ from starlette.responses import JSONResponse, Response
 
 from inference import reports
 from inference.api_models import Diamond, DiamondBatch, columns
-from inference.batching import RowBatcher
-from inference.errors import ModelUnavailable, ReloadFailed, Unauthorized
+from inference.errors import ReloadFailed, Unauthorized
 from inference.model import LoadedModel, ModelHolder
 from inference.modelsettings import ModelFileError
 from inference.requests import INLINE_BODY_BYTES, off_loop, parse_json, read_body, validate
+from inference.serving import batcher_of, holder_of, loaded_or_503, serving_model, settings_of
 
 log = logging.getLogger(__name__)
 
@@ -25,24 +25,6 @@ log = logging.getLogger(__name__)
 def json_response(body: dict[str, Any], status_code: int = 200) -> Response:
     """JSON serialized by pydantic-core: a few microseconds less than ``JSONResponse`` per call."""
     return Response(to_json(body), status_code=status_code, media_type="application/json")
-
-
-def holder_of(request: Request) -> ModelHolder:
-    holder: ModelHolder = request.app.state.holder
-    return holder
-
-
-def serving_model(request: Request) -> LoadedModel:
-    """The model this request will use to the end, even if another is swapped in meanwhile."""
-    holder = holder_of(request)
-    return loaded_or_503(holder, holder.current)
-
-
-def loaded_or_503(holder: ModelHolder, model: LoadedModel | None) -> LoadedModel:
-    """``model``, taken once by the caller; a 503 naming why while none is loaded. Both APIs use it."""
-    if model is None:
-        raise ModelUnavailable(f"no model is loaded: {holder.unavailable_reason}")
-    return model
 
 
 def model_info(model: LoadedModel) -> dict[str, Any]:
@@ -69,7 +51,7 @@ async def health(request: Request) -> Response:
         body = {"status": "unavailable", "ready": False, "model": None, "reason": holder.unavailable_reason}
         return JSONResponse(body, status_code=503)
     info = model_info(model)
-    registry = request.app.state.settings.model_registry
+    registry = settings_of(request).model_registry
     info["report"] = (
         reports.report_link(model.version) if await reports.existing_report(registry, model.version) else None
     )
@@ -94,8 +76,7 @@ def price_range(model: LoadedModel, values: list[float]) -> dict[str, float | No
 async def diamond_price(request: Request) -> Response:
     diamond = await parse_json(request, Diamond)
     model = serving_model(request)
-    batcher: RowBatcher = request.app.state.batcher
-    values = await batcher.price(model, diamond)
+    values = await batcher_of(request).price(model, diamond)
     request.state.rows = 1
     return json_response(
         {"price": values[0], "price_range": price_range(model, values), "model_version": model.version}
@@ -104,7 +85,7 @@ async def diamond_price(request: Request) -> Response:
 
 async def diamond_prices(request: Request) -> Response:
     body = await read_body(request)
-    args = (holder_of(request), body, request.app.state.settings.max_error_fields)
+    args = (holder_of(request), body, settings_of(request).max_error_fields)
     if len(body) <= INLINE_BODY_BYTES:
         rows, response = _price_batch(*args)
     else:
@@ -141,7 +122,7 @@ def check_token(request: Request, token: str | None) -> None:
 
 
 async def update_model(request: Request) -> Response:
-    check_token(request, request.app.state.settings.update_token)
+    check_token(request, settings_of(request).update_token)
     holder = holder_of(request)
     try:
         current, previous, changed = await anyio.to_thread.run_sync(holder.reload)

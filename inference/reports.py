@@ -19,6 +19,7 @@ from inference import api_models as m
 from inference.errors import NotFound
 from inference.modelsettings import ModelFileError, report_name, report_path
 from inference.openapi import Operation
+from inference.serving import settings_of
 
 PATH = "/models/{version}/report"
 MAX_VERSION_DIGITS = 9
@@ -50,7 +51,7 @@ async def existing_report(registry: Path, version: int) -> Path | None:
 
 async def model_report(request: Request) -> Response:
     version = parse_version(request.path_params["version"])
-    registry: Path = request.app.state.settings.model_registry
+    registry: Path = settings_of(request).model_registry
     try:
         path = report_path(registry, version)
     except ModelFileError:  # it would resolve outside the registry: as good as absent

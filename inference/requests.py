@@ -28,6 +28,7 @@ from inference.api_models import MAX_BATCH, Diamond, DiamondBatch
 from inference.errors import BadRequest, Location, UnsupportedMediaType, clip_text, field_path, invalid, problem_list
 from inference.limits import decode_content
 from inference.schema import FEATURES
+from inference.serving import settings_of
 from inference.v2_binary import strict_json
 
 M = TypeVar("M", bound=BaseModel)
@@ -68,7 +69,7 @@ async def read_body(request: Request, accepted: tuple[str, ...] = (JSON,), *, re
     past ``MAX_BODY_BYTES`` once inflated, 415 for another encoding). 408 and 413 on the wire come
     from :class:`inference.limits.BodyLimits`."""
     check_media_type(request, accepted, required=required)
-    max_bytes: int = request.app.state.settings.max_body_bytes
+    max_bytes: int = settings_of(request).max_body_bytes
     return decode_content(await request.body(), request.headers.get("content-encoding"), max_bytes)
 
 
@@ -169,7 +170,7 @@ async def parse_json(request: Request, model: type[M]) -> M:
     """The JSON body as ``model`` (see :func:`read_body` and :func:`validate`), validated on the
     event loop when small, else off it."""
     body = await read_body(request)
-    limit: int = request.app.state.settings.max_error_fields
+    limit: int = settings_of(request).max_error_fields
     if len(body) <= INLINE_BODY_BYTES:
         return validate(model, body, limit)
     return await off_loop(request, validate, model, body, limit)

@@ -17,13 +17,13 @@ from starlette.responses import JSONResponse, Response
 
 from inference import v2_models as v
 from inference.api_models import Error
-from inference.endpoints import holder_of, loaded_or_503
 from inference.errors import BadRequest, NotFound, UnpriceableRows
 from inference.model import LoadedModel
 from inference.modelsettings import MODEL_NAME
 from inference.openapi import Operation, Responses
 from inference.requests import INLINE_BODY_BYTES, JSON, off_loop, read_body
 from inference.schema import FEATURES
+from inference.serving import holder_of, loaded_or_503
 from inference.v2_binary import BINARY_MEDIA_TYPE, HEADER_LENGTH, encode_response, split_body
 from inference.v2_requests import parse_inference_request
 from inference.v2_tensors import clip, decode_inputs, requested_outputs, tensor_metadata

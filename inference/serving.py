@@ -1,0 +1,46 @@
+"""What every handler takes from the app, whichever API it serves: the settings, the model holder,
+and the model a request will use to the end (or a 503 saying why there is none).
+
+The app factory puts ``settings``, ``holder`` and ``batcher`` on ``app.state``; handlers read
+them only through here, so a handler's dependencies are visible in its imports.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from inference.batching import RowBatcher
+from inference.config import Settings
+from inference.errors import ModelUnavailable
+from inference.model import LoadedModel, ModelHolder
+
+
+def settings_of(request: Request) -> Settings:
+    """The settings the app was built with (read once, at start-up)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def holder_of(request: Request) -> ModelHolder:
+    """The process's model holder."""
+    holder: ModelHolder = request.app.state.holder
+    return holder
+
+
+def batcher_of(request: Request) -> RowBatcher:
+    """The process's single-row batcher."""
+    batcher: RowBatcher = request.app.state.batcher
+    return batcher
+
+
+def serving_model(request: Request) -> LoadedModel:
+    """The model this request will use to the end, even if another is swapped in meanwhile."""
+    holder = holder_of(request)
+    return loaded_or_503(holder, holder.current)
+
+
+def loaded_or_503(holder: ModelHolder, model: LoadedModel | None) -> LoadedModel:
+    """``model``, taken once by the caller; a 503 naming why while none is loaded. Both APIs use it."""
+    if model is None:
+        raise ModelUnavailable(f"no model is loaded: {holder.unavailable_reason}")
+    return model
