@@ -155,9 +155,10 @@ def main() -> int:
             for figure in FIGURES:  # warm-up
                 measure(exe, bases[name], figure, 1, scripts)
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
-        for _ in range(args.repeats):  # interleaved, so drift hits every figure and both servers alike
+        for repeat in range(args.repeats):  # interleaved, so drift hits every figure and both servers alike
             for figure in FIGURES:
-                for name in roots:
+                order = list(roots) if repeat % 2 == 0 else list(reversed(roots))  # neither always goes first
+                for name in order:
                     results.setdefault((name, figure), []).append(
                         measure(exe, bases[name], figure, args.seconds, scripts)
                     )

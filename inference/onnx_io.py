@@ -57,7 +57,7 @@ def predict(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.n
 
 def predict_outputs(session: ort.InferenceSession, feeds: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
     """The named outputs side by side, float32 ``[N, len(names)]``, in one onnxruntime call."""
-    return np.hstack(session.run(list(names), feeds))
+    return np.concatenate(session.run(list(names), feeds), axis=1)
 
 
 def range_level(session: ort.InferenceSession) -> float | None:
