@@ -203,6 +203,7 @@ def test_the_interval_section_appears_only_when_the_model_has_one(served: Projec
     assert shown["rows"] == len(holdout) and shown["nominal"] == 0.8
 
 
+@pytest.mark.slow
 def test_the_command_line_prints_the_report_and_files_one_for_a_failed_run(trained: Project, tmp_path: Path) -> None:
     project = Project(tmp_path / "p")
     shutil.copytree(trained.root, project.root, ignore=shutil.ignore_patterns(".lock"))

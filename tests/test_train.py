@@ -153,6 +153,7 @@ def _bad_db(project: Project, kind: str) -> None:
         con.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["missing", "garbage", "no_table", "no_column", "no_rows"])
 def test_cli_bad_database_exits_non_zero_with_one_line_and_changes_nothing(
     trained: Project, tmp_path: object, kind: str
@@ -172,6 +173,7 @@ def test_cli_bad_database_exits_non_zero_with_one_line_and_changes_nothing(
     assert project.snapshot() == before
 
 
+@pytest.mark.slow
 def test_cli_defaults_resolve_from_the_project_not_the_cwd(tmp_path: object) -> None:
     result = subprocess.run(
         [
@@ -223,6 +225,7 @@ def test_no_wait_exits_75_while_another_run_holds_the_lock(project: Project) -> 
     assert not project.settings.exists()
 
 
+@pytest.mark.slow  # three fits on 4,000 to 9,000 rows
 @pytest.mark.parametrize(("k", "r"), [(6, 2), (13, 6), (9, 4)])
 def test_training_from_nothing_promotes_on_samples_of_the_data(tmp_path: Path, k: int, r: int) -> None:
     """Training from an empty registry promotes on deterministic samples (``id % k = r``),

@@ -140,6 +140,7 @@ def test_the_watcher_follows_the_pointer_and_logs_a_bad_one_once(
     assert len(errors) == 1 and "still serving v2" in errors[0].getMessage()
 
 
+@pytest.mark.slow
 def test_training_imports_nothing_of_the_serving_stack() -> None:
     """The training image installs requirements/train.txt only: no starlette, uvicorn, anyio or
     prometheus-client. Importing every training entry point must not need them."""

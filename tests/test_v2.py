@@ -151,6 +151,7 @@ def triton(served: Project) -> Iterator[tuple[httpclient.InferenceServerClient, 
             client.close()
 
 
+@pytest.mark.slow
 def test_reference_client_health_and_metadata(triton: tuple[httpclient.InferenceServerClient, httpx.Client]) -> None:
     client, _ = triton
     assert client.is_server_live() and client.is_server_ready()
@@ -176,6 +177,7 @@ def test_reference_client_health_and_metadata(triton: tuple[httpclient.Inference
         assert err.value.status() == "404"
 
 
+@pytest.mark.slow
 def test_reference_client_prices_1000_rows_like_the_json_api(
     triton: tuple[httpclient.InferenceServerClient, httpx.Client],
 ) -> None:
@@ -210,6 +212,7 @@ def test_reference_client_prices_1000_rows_like_the_json_api(
         np.testing.assert_array_equal(result.as_numpy("price"), expected[:10])
 
 
+@pytest.mark.slow
 def test_reference_client_sees_errors_as_4xx(triton: tuple[httpclient.InferenceServerClient, httpx.Client]) -> None:
     client, _ = triton
     rows = db_rows(3)

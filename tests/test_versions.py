@@ -11,6 +11,8 @@ from tests.helpers import Project, tiny_factory
 from training.paths import TrainingPaths
 from training.train import run
 
+pytestmark = pytest.mark.slow  # every test runs `python -m training` in a process of its own
+
 
 @pytest.fixture
 def two_versions(project: Project) -> Project:
