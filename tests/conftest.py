@@ -1,4 +1,9 @@
-"""Shared fixtures: tiny real SQLite databases and tiny real models, built in tmp_path (helpers: tests/helpers.py)."""
+"""Shared fixtures: tiny real SQLite databases and tiny real models, built in tmp_path (helpers: tests/helpers.py).
+
+A real training run costs seconds (the fit, the ONNX export and the report's plots), so each run that
+several tests look at happens once per session, in a session fixture below, and tests only read
+what it left. A test that changes a project's files works on a copy (:meth:`Project.copy`,
+:func:`served`)."""
 
 from __future__ import annotations
 
@@ -8,14 +13,81 @@ import os
 # where oversubscribed OpenMP barriers slow HistGradientBoosting down a hundredfold.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import Project, make_db, settings_for, tiny_factory
+from tests.helpers import Project, Run, make_db, settings_for, tiny_factory, train
+
+
+def new_project(tmp_path_factory: pytest.TempPathFactory, name: str) -> Project:
+    """An empty project with the standard 1,500-row database."""
+    proj = Project(tmp_path_factory.mktemp(name))
+    make_db(proj.db)
+    return proj
+
+
+# -- real training runs, once per session (read only: copy before changing anything) -------------
+
+
+@pytest.fixture(scope="session")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The first run on an empty registry with the tiny pipeline: v1 promoted."""
+    return train(new_project(tmp_path_factory, "trained"), tiny_factory())
+
+
+@pytest.fixture(scope="session")
+def trained(first_run: Run) -> Project:
+    """A project whose registry holds one real model (v1), trained once per session. Read only."""
+    return first_run.project
+
+
+@pytest.fixture(scope="session")
+def retrained(trained: Project, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """A copy of :func:`trained`, trained again with the same pipeline on the same rows: rejected."""
+    return train(trained.copy(tmp_path_factory.mktemp("retrained") / "p"), tiny_factory())
+
+
+@pytest.fixture(scope="session")
+def weak(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A project whose v1 is a weak model (3 boosting iterations). Read only."""
+    return train(new_project(tmp_path_factory, "weak"), tiny_factory(max_iter=3)).project
+
+
+@pytest.fixture(scope="session")
+def upgraded(weak: Project, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """A copy of :func:`weak`, then a stronger candidate (60 iterations): promoted as v2."""
+    return train(weak.copy(tmp_path_factory.mktemp("upgraded") / "p"), tiny_factory(max_iter=60))
+
+
+@pytest.fixture(scope="session")
+def downgraded(upgraded: Run, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """A copy of :func:`upgraded` (the strong v2 current), then a weak candidate (3 iterations): rejected."""
+    return train(upgraded.project.copy(tmp_path_factory.mktemp("downgraded") / "p"), tiny_factory(max_iter=3))
+
+
+@pytest.fixture(scope="session")
+def shared_client(trained: Project) -> Iterator[Any]:
+    """The service over :func:`trained`, in process, one for the session (an app's start-up costs more
+    than most tests): for tests that only send requests, never /update_model. Its metrics count
+    every test's requests; a test that reads them, reloads or changes files takes :func:`client`."""
+    from starlette.testclient import TestClient
+
+    from inference.app import create_app
+
+    with TestClient(create_app(settings_for(trained)), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A project whose v1 has no price range (the tiny pipeline without its interval). Read only."""
+    return train(new_project(tmp_path_factory, "plain"), tiny_factory(interval=False)).project
+
+
+# -- per test ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -26,24 +98,10 @@ def project(tmp_path: Path) -> Project:
     return proj
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """A project whose registry holds one real model (v1), trained once per session."""
-    from training.paths import TrainingPaths
-    from training.train import run
-
-    proj = Project(tmp_path_factory.mktemp("trained"))
-    make_db(proj.db)
-    run(TrainingPaths(proj.db, proj.settings, proj.registry), pipeline_factory=tiny_factory())
-    return proj
-
-
 @pytest.fixture
 def served(trained: Project, tmp_path: Path) -> Project:
     """A private copy of :func:`trained` that a test may damage."""
-    proj = Project(tmp_path / "served")
-    shutil.copytree(trained.root, proj.root, ignore=shutil.ignore_patterns(".lock"))
-    return proj
+    return trained.copy(tmp_path / "served")
 
 
 @pytest.fixture

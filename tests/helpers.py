@@ -10,12 +10,18 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from training.paths import TrainingPaths
+    from training.train import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_DB = ROOT / "diamond.db"
@@ -66,6 +72,16 @@ class Project:
     def registry(self) -> Path:
         return self.root / "model_registry"
 
+    def training_paths(self) -> TrainingPaths:
+        from training.paths import TrainingPaths
+
+        return TrainingPaths(self.db, self.settings, self.registry)
+
+    def copy(self, root: Path) -> Project:
+        """A copy of this project at ``root`` (not the registry's lock file), for a test to change."""
+        shutil.copytree(self.root, root, ignore=shutil.ignore_patterns(".lock"))
+        return Project(root)
+
     def train_command(self, *extra: str) -> list[str]:
         """``python -m training`` on this project's files."""
         paths = ["--db", str(self.db), "--settings", str(self.settings), "--registry", str(self.registry)]
@@ -109,6 +125,24 @@ def tiny_factory(*, interval: bool = True, **params: Any) -> Callable[[], Any]:
 
     booster = {**TINY, **params}
     return lambda: build_pipeline(boosters=(booster,), interval=INTERVAL if interval else None, interval_booster=TINY)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One real training run, in process: the project it ran on, what it returned, and every
+    settings and registry file as it was just before (:meth:`Project.snapshot`)."""
+
+    project: Project
+    outcome: Outcome
+    before: Mapping[str, bytes]
+
+
+def train(p: Project, factory: Callable[[], Any], **options: Any) -> Run:
+    """:func:`training.train.run` on ``p`` with the pipelines ``factory`` builds."""
+    from training.train import run
+
+    before = MappingProxyType(p.snapshot())  # shared by many tests: read only
+    return Run(p, run(p.training_paths(), pipeline_factory=factory, **options), before)
 
 
 def train_tiny_in_child(db: str, settings: str, registry: str, max_iter: int) -> None:
@@ -179,14 +213,22 @@ SCHEMA_EDGES: list[tuple[str, Any]] = [("carat", 0.2), ("carat", 5.01), ("carat"
 """Inside the schema, on its edges: these rows must be priced."""
 
 
+@cache
+def repo_features() -> tuple[tuple[Any, ...], ...]:
+    """Every diamond of the repo's data set as ``(carat, cut, color, clarity)``, in key order
+    (read once per session: tests sample from it often)."""
+    con = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
+    data = con.execute("SELECT carat, cut, color, clarity FROM diamonds ORDER BY id").fetchall()
+    con.close()
+    return tuple(data)
+
+
 def mixed_rows(n: int = 1000, seed: int = 14, copies: int = 4) -> tuple[list[Row], np.ndarray]:
     """``n`` seeded rows of diamond.db with ``copies`` of each :data:`UNPRICEABLE` change and the
     :data:`SCHEMA_EDGES` put in; and which rows are unpriceable."""
     from inference.schema import FEATURES
 
-    con = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
-    data = con.execute("SELECT carat, cut, color, clarity FROM diamonds ORDER BY id").fetchall()
-    con.close()
+    data = repo_features()
     rng = np.random.default_rng(seed)
     rows = [dict(zip(FEATURES.names, data[i], strict=True)) for i in rng.choice(len(data), size=n, replace=False)]
     invalid = np.zeros(n, dtype=bool)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,8 +66,7 @@ headers = st.fixed_dictionaries(
 
 @pytest.fixture(scope="module")
 def client(trained: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    root = tmp_path_factory.mktemp("fuzz") / "p"
-    shutil.copytree(trained.root, root, ignore=shutil.ignore_patterns(".lock"))
+    root = trained.copy(tmp_path_factory.mktemp("fuzz") / "p").root
     app = create_app(
         Settings(model_settings=root / "modelsettings.json", model_registry=root / "model_registry",
                  auto_reload=False, update_token="s3cret", static_dir=Path(root))

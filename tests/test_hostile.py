@@ -45,9 +45,9 @@ def post_raw(client: TestClient, path: str, body: bytes, **headers: str) -> http
     ids=["empty-rows-30KB", "empty-rows-924KB", "bad-rows", "long-keys", "many-keys", "too-many-rows"],
 )
 def test_a_422_is_at_most_8_KB_listing_the_first_problems_and_counting_the_rest(
-    client: TestClient, body: bytes
+    shared_client: TestClient, body: bytes
 ) -> None:
-    r = post_raw(client, "/diamond_prices", body)
+    r = post_raw(shared_client, "/diamond_prices", body)
     assert r.status_code == 422, r.text[:300]
     assert len(r.content) <= MAX_ERROR_BYTES
     problems = r.json()["fields"]
@@ -58,43 +58,43 @@ def test_a_422_is_at_most_8_KB_listing_the_first_problems_and_counting_the_rest(
         assert f"and {r.json()['error_count'] - 10} more" in r.json()["error"]
 
 
-def test_large_batches_still_validate_and_name_the_row(client: TestClient) -> None:
+def test_large_batches_still_validate_and_name_the_row(shared_client: TestClient) -> None:
     rows = [GOOD] * 5000
     rows[4321] = {**GOOD, "cut": "Superb"}
-    bad = client.post("/diamond_prices", json={"diamonds": rows})
+    bad = shared_client.post("/diamond_prices", json={"diamonds": rows})
     assert bad.status_code == 422
     assert [p["field"] for p in bad.json()["fields"]] == ["diamonds.4321.cut"]
     rows[4321] = GOOD
-    ok = client.post("/diamond_prices", json={"diamonds": rows})
+    ok = shared_client.post("/diamond_prices", json={"diamonds": rows})
     assert ok.status_code == 200 and len(ok.json()["prices"]) == 5000
-    extra = client.post("/diamond_prices", json={"diamonds": rows, "more": 1})
+    extra = shared_client.post("/diamond_prices", json={"diamonds": rows, "more": 1})
     assert extra.status_code == 422 and extra.json()["fields"] == [{"field": "more", "problem": "unknown field"}]
 
 
-def test_a_huge_single_diamond_body_is_refused_cheaply(client: TestClient) -> None:
+def test_a_huge_single_diamond_body_is_refused_cheaply(shared_client: TestClient) -> None:
     body = json.dumps({**GOOD, "carat": list(range(100_000))}).encode()
-    r = post_raw(client, "/diamond_price", body)
+    r = post_raw(shared_client, "/diamond_price", body)
     assert r.status_code == 422 and len(r.content) <= MAX_ERROR_BYTES
     padded = json.dumps(GOOD).replace(",", "," + " " * 20_000).encode()  # valid, only padded
-    assert post_raw(client, "/diamond_price", padded).status_code == 200
+    assert post_raw(shared_client, "/diamond_price", padded).status_code == 200
 
 
 # -- 9. the JSON API decodes gzip and deflate under the body limit, refuses other encodings -----
 
 
-def test_json_api_decodes_gzip_and_deflate_and_refuses_other_encodings(client: TestClient) -> None:
+def test_json_api_decodes_gzip_and_deflate_and_refuses_other_encodings(shared_client: TestClient) -> None:
     raw = json.dumps(GOOD).encode()
     for encoding, body in (("gzip", gzip.compress(raw)), ("deflate", zlib.compress(raw)), ("identity", raw)):
-        r = post_raw(client, "/diamond_price", body, **{"content-encoding": encoding})
+        r = post_raw(shared_client, "/diamond_price", body, **{"content-encoding": encoding})
         assert r.status_code == 200, (encoding, r.text)
     batch = gzip.compress(json.dumps({"diamonds": [GOOD] * 300}).encode())
-    r = post_raw(client, "/diamond_prices", batch, **{"content-encoding": "gzip"})
+    r = post_raw(shared_client, "/diamond_prices", batch, **{"content-encoding": "gzip"})
     assert r.status_code == 200 and len(r.json()["prices"]) == 300
     for encoding in ("br", "compress", "gzip, gzip", "x" * 5000):
-        r = post_raw(client, "/diamond_price", raw, **{"content-encoding": encoding})
+        r = post_raw(shared_client, "/diamond_price", raw, **{"content-encoding": encoding})
         assert r.status_code == 415, encoding
         assert len(r.content) < 1000
-    assert post_raw(client, "/diamond_price", b"not gzip", **{"content-encoding": "gzip"}).status_code == 400
+    assert post_raw(shared_client, "/diamond_price", b"not gzip", **{"content-encoding": "gzip"}).status_code == 400
 
 
 def test_a_compressed_bomb_is_413(served: Project) -> None:
@@ -234,12 +234,12 @@ def test_max_error_fields_bounds_the_list(served: Project) -> None:
 # -- client-chosen text is never echoed whole --------------------------------------------------
 
 
-def test_long_paths_methods_and_headers_are_clipped_in_errors(client: TestClient) -> None:
-    assert len(client.get("/" + "a" * 20_000).content) < 1000
-    assert len(client.request("PURGE", "/" + "b" * 20_000).content) < 1000
-    r = client.post("/diamond_price", content=b"{}", headers={"content-type": "text/" + "c" * 20_000})
+def test_long_paths_methods_and_headers_are_clipped_in_errors(shared_client: TestClient) -> None:
+    assert len(shared_client.get("/" + "a" * 20_000).content) < 1000
+    assert len(shared_client.request("PURGE", "/" + "b" * 20_000).content) < 1000
+    r = shared_client.post("/diamond_price", content=b"{}", headers={"content-type": "text/" + "c" * 20_000})
     assert r.status_code == 415 and len(r.content) < 1000
-    v2 = client.post(
+    v2 = shared_client.post(
         "/v2/models/diamond_price/infer",
         content=b"{}",
         headers={"content-type": "text/" + "c" * 20_000, "inference-header-content-length": "9" * 10_000},
@@ -258,9 +258,9 @@ def test_long_paths_methods_and_headers_are_clipped_in_errors(client: TestClient
     ],
     ids=["empty-objects", "many-inputs", "many-parameters", "long-shape", "many-outputs"],
 )
-def test_v2_bodies_that_would_explode_into_errors_are_refused_cheaply(client: TestClient, body: bytes) -> None:
+def test_v2_bodies_that_would_explode_into_errors_are_refused_cheaply(shared_client: TestClient, body: bytes) -> None:
     started = time.perf_counter()
-    r = post_raw(client, "/v2/models/diamond_price/infer", body)
+    r = post_raw(shared_client, "/v2/models/diamond_price/infer", body)
     elapsed = time.perf_counter() - started
     assert r.status_code == 400, r.text[:300]
     assert len(r.content) <= MAX_ERROR_BYTES

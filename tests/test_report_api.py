@@ -18,12 +18,12 @@ def policy(header: str) -> dict[str, str]:
 
 
 def test_a_versions_report_is_served_as_html_under_a_policy_that_allows_no_request(
-    client: TestClient, served: Project
+    shared_client: TestClient, trained: Project
 ) -> None:
-    r = client.get("/models/1/report")
+    r = shared_client.get("/models/1/report")
     assert r.status_code == 200
     assert r.headers["content-type"] == "text/html; charset=utf-8"
-    assert r.content == (served.registry / REPORT).read_bytes()
+    assert r.content == (trained.registry / REPORT).read_bytes()
     csp = policy(r.headers["content-security-policy"])
     assert csp["default-src"] == "'none'" and "script-src" not in csp  # nothing runs, nothing loads by default
     assert csp["img-src"] == "data:" and csp["style-src"] == "'unsafe-inline'"
@@ -33,8 +33,8 @@ def test_a_versions_report_is_served_as_html_under_a_policy_that_allows_no_reque
 
 
 @pytest.mark.parametrize("version", ["2", "0", "-1", "abc", "1.0", "99999999999999999999", "%2e%2e"])
-def test_a_version_without_a_report_is_a_json_404_naming_the_version(client: TestClient, version: str) -> None:
-    r = client.get(f"/models/{version}/report")
+def test_a_version_without_a_report_is_a_json_404_naming_the_version(shared_client: TestClient, version: str) -> None:
+    r = shared_client.get(f"/models/{version}/report")
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/json"
     assert "version" in r.json()["error"]
@@ -59,8 +59,8 @@ def test_root_links_to_the_current_models_report_only_when_it_has_one(client: Te
     assert client.get("/").json()["model"]["report"] is None
 
 
-def test_the_route_is_in_the_openapi_document(client: TestClient) -> None:
-    spec = client.get("/openapi.json").json()
+def test_the_route_is_in_the_openapi_document(shared_client: TestClient) -> None:
+    spec = shared_client.get("/openapi.json").json()
     op = spec["paths"]["/models/{version}/report"]["get"]
     assert "text/html" in op["responses"]["200"]["content"]
     assert op["responses"]["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
