@@ -58,7 +58,7 @@ def test_price_range_coverage_and_width_per_fold(sklearn_folds: list[evaluate.Fo
 def test_command_prints_the_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = make_db(tmp_path / "d.db", rows=1200)
+    db = make_db(tmp_path / "d.db", rows=600)
     monkeypatch.setattr(evaluate, "build_pipeline", tiny_factory())
     assert evaluate.main(["--db", str(db), "--folds", "3"]) == 0
     out = capsys.readouterr().out

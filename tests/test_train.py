@@ -81,12 +81,10 @@ def test_worse_candidate_is_rejected(downgraded: Run) -> None:
     assert project.settings.read_bytes() == before["modelsettings.json"]
 
 
-def test_gate_scores_current_model_on_todays_rows_not_a_stored_number(served: Project) -> None:
-    project = served  # v1: the tiny pipeline
-    record = json.loads(project.settings.read_text())
-    record["mae"] = 0.01  # a stored figure the candidate could never beat
-    project.settings.write_text(json.dumps(record))
-    outcome = run(paths(project), pipeline_factory=tiny_factory(max_iter=80))
+def test_gate_scores_current_model_on_todays_rows_not_a_stored_number(upgraded: Run) -> None:
+    stored = json.loads(upgraded.before["modelsettings.json"])["mae"]
+    assert stored == 0.01  # a stored figure the candidate could never beat
+    outcome = upgraded.outcome
     assert outcome.current_mae is not None and outcome.current_mae > 1
     assert outcome.promoted
 
