@@ -16,11 +16,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.helpers import Project, Run, make_db, settings_for, tiny_factory, train
+from tests.helpers import InProcessClient, Project, Run, make_db, settings_for, tiny_factory, train
 
 
 def new_project(tmp_path_factory: pytest.TempPathFactory, name: str) -> Project:
@@ -75,15 +74,13 @@ def downgraded(upgraded: Run, tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 
 @pytest.fixture(scope="session")
-def shared_client(trained: Project) -> Iterator[Any]:
+def shared_client(trained: Project) -> Iterator[InProcessClient]:
     """The service over :func:`trained`, in process, one for the session (an app's start-up costs more
     than most tests): for tests that only send requests, never /update_model. Its metrics count
     every test's requests; a test that reads them, reloads or changes files takes :func:`client`."""
-    from starlette.testclient import TestClient
-
     from inference.app import create_app
 
-    with TestClient(create_app(settings_for(trained)), raise_server_exceptions=False) as c:
+    with InProcessClient(create_app(settings_for(trained))) as c:
         yield c
 
 
@@ -111,11 +108,9 @@ def served(trained: Project, tmp_path: Path) -> Project:
 
 
 @pytest.fixture
-def client(served: Project) -> Iterator[Any]:
+def client(served: Project) -> Iterator[InProcessClient]:
     """The service over :func:`served`, in process (no reload watcher); errors answer as the server would."""
-    from starlette.testclient import TestClient
-
     from inference.app import create_app
 
-    with TestClient(create_app(settings_for(served)), raise_server_exceptions=False) as c:
+    with InProcessClient(create_app(settings_for(served))) as c:
         yield c

@@ -4,6 +4,7 @@ from here (and from tests/server.py and tests/browser.py), never from each other
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import numpy as np
 
 if TYPE_CHECKING:
@@ -154,6 +156,58 @@ def train_tiny_in_child(db: str, settings: str, registry: str, max_iter: int) ->
 
 
 # -- the service ---------------------------------------------------------------------------------
+
+
+class InProcessClient:
+    """The service's ASGI app, with its lifespan, called in this thread on an event loop of its own
+    through httpx's ASGITransport: what starlette's TestClient does without its second thread,
+    whose hand-offs cost about 2.5 ms a request (this costs a fifth of that). As with
+    ``TestClient(raise_server_exceptions=False)``, an error answers as the server would (a 500,
+    never an exception here); redirects are followed. Use it as a context manager."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._loop = asyncio.new_event_loop()
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        self._client = httpx.AsyncClient(transport=transport, base_url="http://testserver", follow_redirects=True)
+        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._lifespan: asyncio.Future[None] | None = None
+
+    def __enter__(self) -> InProcessClient:
+        self._loop.run_until_complete(self._lifespan_event("startup"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._loop.run_until_complete(self._lifespan_event("shutdown"))
+            self._loop.run_until_complete(self._client.aclose())
+        finally:
+            self._loop.close()
+
+    async def _lifespan_event(self, event: str) -> None:
+        if self._lifespan is None:
+            scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+            self._lifespan = asyncio.ensure_future(self.app(scope, self._to_app.get, self._from_app.put))
+        await self._to_app.put({"type": f"lifespan.{event}"})
+        answer = await self._from_app.get()
+        if answer["type"] != f"lifespan.{event}.complete":
+            raise RuntimeError(f"lifespan {event} failed: {answer.get('message')}")
+        if event == "shutdown":
+            await self._lifespan
+
+    def request(self, method: str, url: str, **options: Any) -> httpx.Response:
+        return self._loop.run_until_complete(self._client.request(method, url, **options))
+
+    def get(self, url: str, **options: Any) -> httpx.Response:
+        return self.request("GET", url, **options)
+
+    def post(self, url: str, **options: Any) -> httpx.Response:
+        return self.request("POST", url, **options)
+
+    def delete(self, url: str, **options: Any) -> httpx.Response:
+        return self.request("DELETE", url, **options)
+
 
 GOOD = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
 """The standard diamond."""

@@ -14,10 +14,10 @@ from starlette.testclient import TestClient
 
 from inference.app import create_app
 from inference.schema import FEATURES
-from tests.helpers import GOOD, Project, reference_price, settings_for
+from tests.helpers import GOOD, InProcessClient, Project, reference_price, settings_for
 
 
-def test_health_reports_the_current_model(shared_client: TestClient, trained: Project) -> None:
+def test_health_reports_the_current_model(shared_client: InProcessClient, trained: Project) -> None:
     r = shared_client.get("/")
     assert r.status_code == 200
     body = r.json()
@@ -30,7 +30,7 @@ def test_health_reports_the_current_model(shared_client: TestClient, trained: Pr
     assert shared_client.get("/health/ready").status_code == 200
 
 
-def test_price_matches_the_onnx_model(shared_client: TestClient, trained: Project) -> None:
+def test_price_matches_the_onnx_model(shared_client: InProcessClient, trained: Project) -> None:
     r = shared_client.post("/diamond_price", json=GOOD)
     assert r.status_code == 200
     body = r.json()
@@ -38,7 +38,7 @@ def test_price_matches_the_onnx_model(shared_client: TestClient, trained: Projec
     assert body["price"] == pytest.approx(float(reference_price(trained, [GOOD])[0]), abs=0.006)
 
 
-def test_batch_prices_in_order(shared_client: TestClient, trained: Project) -> None:
+def test_batch_prices_in_order(shared_client: InProcessClient, trained: Project) -> None:
     rng = np.random.default_rng(0)
     rows = [
         {
@@ -75,7 +75,9 @@ def test_batch_prices_in_order(shared_client: TestClient, trained: Project) -> N
         ([GOOD], ["(body)"]),
     ],
 )
-def test_invalid_fields_are_422_naming_every_field(shared_client: TestClient, payload: Any, fields: list[str]) -> None:
+def test_invalid_fields_are_422_naming_every_field(
+    shared_client: InProcessClient, payload: Any, fields: list[str]
+) -> None:
     r = shared_client.post("/diamond_price", json=payload)
     assert r.status_code == 422
     body = r.json()
@@ -84,7 +86,7 @@ def test_invalid_fields_are_422_naming_every_field(shared_client: TestClient, pa
         assert f in body["error"]
 
 
-def test_nan_and_infinity_are_rejected(shared_client: TestClient) -> None:
+def test_nan_and_infinity_are_rejected(shared_client: InProcessClient) -> None:
     for token in ("NaN", "Infinity", "-Infinity", "1e999"):
         r = shared_client.post(
             "/diamond_price",
@@ -95,7 +97,7 @@ def test_nan_and_infinity_are_rejected(shared_client: TestClient) -> None:
         assert [f["field"] for f in r.json()["fields"]] == ["carat"], token
 
 
-def test_batch_errors_name_the_row(shared_client: TestClient) -> None:
+def test_batch_errors_name_the_row(shared_client: InProcessClient) -> None:
     rows = [GOOD, GOOD, {**GOOD, "cut": "Superb"}]
     r = shared_client.post("/diamond_prices", json={"diamonds": rows})
     assert r.status_code == 422
@@ -117,7 +119,7 @@ def test_batch_errors_name_the_row(shared_client: TestClient) -> None:
         ({"data": {"carat": "0.7"}}, 415),
     ],
 )
-def test_malformed_bodies(shared_client: TestClient, kwargs: dict[str, Any], status: int) -> None:
+def test_malformed_bodies(shared_client: InProcessClient, kwargs: dict[str, Any], status: int) -> None:
     r = shared_client.post("/diamond_price", **kwargs)
     assert r.status_code == status
     assert r.headers["content-type"] == "application/json"
@@ -141,7 +143,7 @@ def test_body_over_the_limit_is_413(served: Project) -> None:
         assert c.post("/diamond_price", json=GOOD).status_code == 200
 
 
-def test_unknown_route_and_wrong_method_are_json(shared_client: TestClient) -> None:
+def test_unknown_route_and_wrong_method_are_json(shared_client: InProcessClient) -> None:
     r = shared_client.get("/nope")
     assert r.status_code == 404 and r.json()["error"]
     r = shared_client.get("/diamond_price")
@@ -263,7 +265,7 @@ def test_update_token_is_required_when_set(served: Project) -> None:
         assert r.status_code == 200
 
 
-def test_openapi_is_valid_3_1_and_generated_from_the_models(shared_client: TestClient) -> None:
+def test_openapi_is_valid_3_1_and_generated_from_the_models(shared_client: InProcessClient) -> None:
     spec = shared_client.get("/openapi.json").json()
     validate(spec)
     assert spec["openapi"].startswith("3.1")

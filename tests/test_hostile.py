@@ -20,12 +20,12 @@ from inference.app import create_app
 from inference.config import ConfigError, Settings
 from inference.errors import MAX_ERROR_BYTES
 from inference.modelsettings import ModelFileError, read_settings, read_verified_model
-from tests.helpers import GOOD, Project, settings_for
+from tests.helpers import GOOD, InProcessClient, Project, settings_for
 
 BAD_ROW = {"carat": "x" * 70, "cut": "Superb", "color": 1, "clarity": None}
 
 
-def post_raw(client: TestClient, path: str, body: bytes, **headers: str) -> httpx.Response:
+def post_raw(client: InProcessClient | TestClient, path: str, body: bytes, **headers: str) -> httpx.Response:
     return client.post(path, content=body, headers={"content-type": "application/json", **headers})
 
 
@@ -45,7 +45,7 @@ def post_raw(client: TestClient, path: str, body: bytes, **headers: str) -> http
     ids=["empty-rows-30KB", "empty-rows-924KB", "bad-rows", "long-keys", "many-keys", "too-many-rows"],
 )
 def test_a_422_is_at_most_8_KB_listing_the_first_problems_and_counting_the_rest(
-    shared_client: TestClient, body: bytes
+    shared_client: InProcessClient, body: bytes
 ) -> None:
     r = post_raw(shared_client, "/diamond_prices", body)
     assert r.status_code == 422, r.text[:300]
@@ -58,7 +58,7 @@ def test_a_422_is_at_most_8_KB_listing_the_first_problems_and_counting_the_rest(
         assert f"and {r.json()['error_count'] - 10} more" in r.json()["error"]
 
 
-def test_large_batches_still_validate_and_name_the_row(shared_client: TestClient) -> None:
+def test_large_batches_still_validate_and_name_the_row(shared_client: InProcessClient) -> None:
     rows = [GOOD] * 5000
     rows[4321] = {**GOOD, "cut": "Superb"}
     bad = shared_client.post("/diamond_prices", json={"diamonds": rows})
@@ -71,7 +71,7 @@ def test_large_batches_still_validate_and_name_the_row(shared_client: TestClient
     assert extra.status_code == 422 and extra.json()["fields"] == [{"field": "more", "problem": "unknown field"}]
 
 
-def test_a_huge_single_diamond_body_is_refused_cheaply(shared_client: TestClient) -> None:
+def test_a_huge_single_diamond_body_is_refused_cheaply(shared_client: InProcessClient) -> None:
     body = json.dumps({**GOOD, "carat": list(range(100_000))}).encode()
     r = post_raw(shared_client, "/diamond_price", body)
     assert r.status_code == 422 and len(r.content) <= MAX_ERROR_BYTES
@@ -82,7 +82,7 @@ def test_a_huge_single_diamond_body_is_refused_cheaply(shared_client: TestClient
 # -- 9. the JSON API decodes gzip and deflate under the body limit, refuses other encodings -----
 
 
-def test_json_api_decodes_gzip_and_deflate_and_refuses_other_encodings(shared_client: TestClient) -> None:
+def test_json_api_decodes_gzip_and_deflate_and_refuses_other_encodings(shared_client: InProcessClient) -> None:
     raw = json.dumps(GOOD).encode()
     for encoding, body in (("gzip", gzip.compress(raw)), ("deflate", zlib.compress(raw)), ("identity", raw)):
         r = post_raw(shared_client, "/diamond_price", body, **{"content-encoding": encoding})
@@ -234,7 +234,7 @@ def test_max_error_fields_bounds_the_list(served: Project) -> None:
 # -- client-chosen text is never echoed whole --------------------------------------------------
 
 
-def test_long_paths_methods_and_headers_are_clipped_in_errors(shared_client: TestClient) -> None:
+def test_long_paths_methods_and_headers_are_clipped_in_errors(shared_client: InProcessClient) -> None:
     assert len(shared_client.get("/" + "a" * 20_000).content) < 1000
     assert len(shared_client.request("PURGE", "/" + "b" * 20_000).content) < 1000
     r = shared_client.post("/diamond_price", content=b"{}", headers={"content-type": "text/" + "c" * 20_000})
@@ -258,7 +258,9 @@ def test_long_paths_methods_and_headers_are_clipped_in_errors(shared_client: Tes
     ],
     ids=["empty-objects", "many-inputs", "many-parameters", "long-shape", "many-outputs"],
 )
-def test_v2_bodies_that_would_explode_into_errors_are_refused_cheaply(shared_client: TestClient, body: bytes) -> None:
+def test_v2_bodies_that_would_explode_into_errors_are_refused_cheaply(
+    shared_client: InProcessClient, body: bytes
+) -> None:
     started = time.perf_counter()
     r = post_raw(shared_client, "/v2/models/diamond_price/infer", body)
     elapsed = time.perf_counter() - started

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from inference.app import create_app
 from inference.onnx_io import make_feeds
 from inference.schema import FEATURES
-from tests.helpers import Project, settings_for
+from tests.helpers import InProcessClient, Project, settings_for
 
 GOOD = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
 ROWS = [GOOD, {"carat": 1.51, "cut": "Premium", "color": "E", "clarity": "SI1"}, {**GOOD, "carat": 3.2}]
@@ -30,7 +30,7 @@ def onnx_outputs(p: Project, rows: list[dict[str, Any]]) -> list[np.ndarray]:
     return [o.ravel() for o in session.run(None, make_feeds({n: [r[n] for r in rows] for n in FEATURES.names}))]
 
 
-def test_one_price_comes_with_its_range(shared_client: TestClient, trained: Project) -> None:
+def test_one_price_comes_with_its_range(shared_client: InProcessClient, trained: Project) -> None:
     body = shared_client.post("/diamond_price", json=GOOD).json()
     assert set(body) == {"price", "price_range", "model_version"}
     price, low, high = (float(x[0]) for x in onnx_outputs(trained, [GOOD]))
@@ -41,7 +41,7 @@ def test_one_price_comes_with_its_range(shared_client: TestClient, trained: Proj
     assert body["price_range"]["low"] <= body["price"] <= body["price_range"]["high"]
 
 
-def test_every_row_of_a_batch_comes_with_its_range(shared_client: TestClient, trained: Project) -> None:
+def test_every_row_of_a_batch_comes_with_its_range(shared_client: InProcessClient, trained: Project) -> None:
     body = shared_client.post("/diamond_prices", json={"diamonds": ROWS}).json()
     price, low, high = onnx_outputs(trained, ROWS)
     np.testing.assert_allclose(body["prices"], price, atol=0.006)
@@ -52,7 +52,7 @@ def test_every_row_of_a_batch_comes_with_its_range(shared_client: TestClient, tr
     assert [s["price_range"] for s in singles] == body["price_ranges"]
 
 
-def test_health_reports_the_recorded_calibration(shared_client: TestClient, trained: Project) -> None:
+def test_health_reports_the_recorded_calibration(shared_client: InProcessClient, trained: Project) -> None:
     model = shared_client.get("/").json()["model"]
     assert model["price_range"] == json.loads(trained.settings.read_text())["price_range"]
     assert set(model["price_range"]) == {"level", "coverage", "mean_width"}
@@ -83,7 +83,7 @@ def v2_inputs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def test_v2_metadata_lists_every_output(shared_client: TestClient) -> None:
+def test_v2_metadata_lists_every_output(shared_client: InProcessClient) -> None:
     meta = shared_client.get("/v2/models/diamond_price").json()
     assert [o["name"] for o in meta["outputs"]] == ["price", "price_low", "price_high"]
 
@@ -92,7 +92,7 @@ ORDERS = [["price_high"], ["price_low", "price"], ["price", "price_low", "price_
 
 
 @pytest.mark.parametrize("wanted", ORDERS)
-def test_v2_outputs_field_selects_and_orders_outputs(shared_client: TestClient, wanted: list[str]) -> None:
+def test_v2_outputs_field_selects_and_orders_outputs(shared_client: InProcessClient, wanted: list[str]) -> None:
     r = shared_client.post(INFER, json={"inputs": v2_inputs(ROWS), "outputs": [{"name": n} for n in wanted]})
     assert r.status_code == 200, r.text
     outputs = r.json()["outputs"]
@@ -104,7 +104,7 @@ def test_v2_outputs_field_selects_and_orders_outputs(shared_client: TestClient, 
         assert o["data"] == everything[o["name"]] and o["shape"] == [len(ROWS), 1]
 
 
-def test_v2_binary_and_json_outputs_mix_per_output(shared_client: TestClient) -> None:
+def test_v2_binary_and_json_outputs_mix_per_output(shared_client: InProcessClient) -> None:
     request = {
         "inputs": v2_inputs(ROWS),
         "outputs": [{"name": "price_low", "parameters": {"binary_data": True}}, {"name": "price"}],
@@ -129,7 +129,7 @@ def test_v2_binary_and_json_outputs_mix_per_output(shared_client: TestClient) ->
     ],
 )
 def test_v2_bad_output_requests_are_400_naming_the_output(
-    shared_client: TestClient, outputs: list[dict[str, Any]], message: str
+    shared_client: InProcessClient, outputs: list[dict[str, Any]], message: str
 ) -> None:
     r = shared_client.post(INFER, json={"inputs": v2_inputs(ROWS), "outputs": outputs})
     assert r.status_code == 400 and message in r.json()["error"]

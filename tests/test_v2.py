@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 from inference import v2_models
 from inference.app import create_app
 from inference.schema import FEATURES
-from tests.helpers import Project, repo_features, settings_for
+from tests.helpers import InProcessClient, Project, repo_features, settings_for
 from tests.server import running_server
 
 MODEL = "diamond_price"
@@ -35,7 +35,7 @@ def db_rows(n: int, seed: int = 0) -> list[Row]:
     return [dict(zip(FEATURES.names, data[i], strict=True)) for i in picked]
 
 
-def api_prices(client: httpx.Client | TestClient, rows: list[Row]) -> list[float]:
+def api_prices(client: httpx.Client | InProcessClient | TestClient, rows: list[Row]) -> list[float]:
     """What ``/diamond_prices`` says for ``rows``."""
     r = client.post("/diamond_prices", json={"diamonds": rows})
     assert r.status_code == 200, r.text
@@ -43,7 +43,7 @@ def api_prices(client: httpx.Client | TestClient, rows: list[Row]) -> list[float
     return prices
 
 
-def json_prices(client: httpx.Client | TestClient, rows: list[Row]) -> np.ndarray:
+def json_prices(client: httpx.Client | InProcessClient | TestClient, rows: list[Row]) -> np.ndarray:
     """``/diamond_prices`` as the FP32 ``[N, 1]`` tensor V2 must return."""
     return np.asarray(api_prices(client, rows), dtype=np.float32).reshape(-1, 1)
 
@@ -228,7 +228,7 @@ def test_reference_client_sees_errors_as_4xx(triton: tuple[httpclient.InferenceS
 # --- in process: every route, every error -------------------------------------------------------------
 
 
-def test_health_and_metadata_match_their_documented_models(shared_client: TestClient) -> None:
+def test_health_and_metadata_match_their_documented_models(shared_client: InProcessClient) -> None:
     assert v2_models.ServerLive.model_validate(shared_client.get("/v2/health/live").json()).live
     assert v2_models.ServerReady.model_validate(shared_client.get("/v2/health/ready").json()).ready
     server = v2_models.ServerMetadata.model_validate(shared_client.get("/v2").json())
@@ -251,7 +251,7 @@ def test_health_and_metadata_match_their_documented_models(shared_client: TestCl
         f"/v2/models/{MODEL}/versions/v1/ready",
     ],
 )
-def test_other_models_and_versions_are_404(shared_client: TestClient, path: str) -> None:
+def test_other_models_and_versions_are_404(shared_client: InProcessClient, path: str) -> None:
     r = shared_client.get(path)
     assert r.status_code == 404 and r.json()["error"]
     r = shared_client.post((path.removesuffix("/ready")) + "/infer", json={"inputs": tensors(db_rows(1))})
@@ -274,7 +274,7 @@ def test_without_a_model_nothing_is_ready(served: Project) -> None:
 
 
 @pytest.mark.parametrize("rows", [1, 64, 1000])
-def test_json_and_binary_prices_equal_the_json_api(shared_client: TestClient, rows: int) -> None:
+def test_json_and_binary_prices_equal_the_json_api(shared_client: InProcessClient, rows: int) -> None:
     sample = db_rows(rows, seed=rows)
     expected = json_prices(shared_client, sample)
     for shape2 in (True, False):
@@ -296,7 +296,7 @@ def test_json_and_binary_prices_equal_the_json_api(shared_client: TestClient, ro
     np.testing.assert_array_equal(prices, expected)
 
 
-def test_nested_json_data_is_accepted(shared_client: TestClient) -> None:
+def test_nested_json_data_is_accepted(shared_client: InProcessClient) -> None:
     rows = db_rows(5)
     inputs = tensors(rows)
     for tensor in inputs:
@@ -322,7 +322,7 @@ def test_nested_json_data_is_accepted(shared_client: TestClient) -> None:
     ],
 )
 def test_outputs_come_back_as_asked(
-    shared_client: TestClient, parameters: dict[str, Any] | None, outputs: list[Any] | None, binary: bool
+    shared_client: InProcessClient, parameters: dict[str, Any] | None, outputs: list[Any] | None, binary: bool
 ) -> None:
     rows = db_rows(3)
     request: dict[str, Any] = {"inputs": tensors(rows)}
@@ -429,7 +429,7 @@ JSON_ERRORS: dict[str, tuple[Any, str]] = {
 
 
 @pytest.mark.parametrize("case", JSON_ERRORS)
-def test_json_request_errors_are_400_naming_the_problem(shared_client: TestClient, case: str) -> None:
+def test_json_request_errors_are_400_naming_the_problem(shared_client: InProcessClient, case: str) -> None:
     body, expected = JSON_ERRORS[case]
     r = shared_client.post(INFER, json=body)
     assert r.status_code == 400, r.text
@@ -451,7 +451,7 @@ RAW_ERRORS: dict[str, tuple[bytes, str]] = {
 
 
 @pytest.mark.parametrize("case", RAW_ERRORS)
-def test_malformed_json_is_400(shared_client: TestClient, case: str) -> None:
+def test_malformed_json_is_400(shared_client: InProcessClient, case: str) -> None:
     body, expected = RAW_ERRORS[case]
     r = shared_client.post(INFER, content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
@@ -515,7 +515,7 @@ BINARY_ERRORS = {
 
 
 @pytest.mark.parametrize("case", BINARY_ERRORS)
-def test_binary_request_errors_are_400_naming_the_problem(shared_client: TestClient, case: str) -> None:
+def test_binary_request_errors_are_400_naming_the_problem(shared_client: InProcessClient, case: str) -> None:
     body, headers = binary_case(case)
     r = shared_client.post(INFER, content=body, headers=headers)
     assert r.status_code == 400, r.text
@@ -523,20 +523,20 @@ def test_binary_request_errors_are_400_naming_the_problem(shared_client: TestCli
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "1_0", "99999", " 12x", ""])
-def test_bad_header_length_is_400(shared_client: TestClient, value: str) -> None:
+def test_bad_header_length_is_400(shared_client: InProcessClient, value: str) -> None:
     body, headers = binary_request(ROWS)
     r = shared_client.post(INFER, content=body, headers={**headers, HEADER: value})
     assert r.status_code == 400
     assert HEADER in r.json()["error"]
 
 
-def test_header_length_inside_the_json_is_400(shared_client: TestClient) -> None:
+def test_header_length_inside_the_json_is_400(shared_client: InProcessClient) -> None:
     body, headers = binary_request(ROWS)
     r = shared_client.post(INFER, content=body, headers={**headers, HEADER: str(int(headers[HEADER]) - 3)})
     assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
 
 
-def test_no_truncation_or_corruption_of_a_binary_body_is_a_500(shared_client: TestClient) -> None:
+def test_no_truncation_or_corruption_of_a_binary_body_is_a_500(shared_client: InProcessClient) -> None:
     body, headers = binary_request(db_rows(4), id="fuzz")
     split = int(headers[HEADER])
     for end in range(len(body)):
@@ -562,14 +562,14 @@ def test_no_truncation_or_corruption_of_a_binary_body_is_a_500(shared_client: Te
     ],
 )
 def test_content_type_and_encoding(
-    shared_client: TestClient, headers: dict[str, str], status: int, expected: str
+    shared_client: InProcessClient, headers: dict[str, str], status: int, expected: str
 ) -> None:
     r = shared_client.post(INFER, content=json.dumps(changed("cut")).encode(), headers=headers)
     assert r.status_code == status
     assert expected in r.json()["error"]
 
 
-def test_bodies_without_content_type_and_compressed_bodies_are_priced(shared_client: TestClient) -> None:
+def test_bodies_without_content_type_and_compressed_bodies_are_priced(shared_client: InProcessClient) -> None:
     raw = json.dumps(changed("cut")).encode()
     assert shared_client.post(INFER, content=raw).status_code == 200
     packed = gzip.compress(raw)
@@ -589,12 +589,12 @@ def test_body_limits_hold_for_compressed_and_plain_bodies(served: Project) -> No
         assert r.status_code == 413
 
 
-def test_wrong_methods_are_405(shared_client: TestClient) -> None:
+def test_wrong_methods_are_405(shared_client: InProcessClient) -> None:
     assert shared_client.get(INFER).status_code == 405
     assert shared_client.post("/v2/health/ready").status_code == 405
 
 
-def test_openapi_documents_the_v2_routes(shared_client: TestClient) -> None:
+def test_openapi_documents_the_v2_routes(shared_client: InProcessClient) -> None:
     from openapi_spec_validator import validate
 
     spec = shared_client.get("/openapi.json").json()
