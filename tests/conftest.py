@@ -7,6 +7,7 @@ what it left. A test that changes a project's files works on a copy (:meth:`Proj
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -22,6 +23,14 @@ import pytest
 from tests.helpers import InProcessClient, Project, Run, make_db, settings_for, tiny_factory, train
 
 
+@contextlib.contextmanager
+def shared(project: Project) -> Iterator[None]:
+    """Around a session fixture's project: the tests that share it must leave its files as they were."""
+    before = project.snapshot()
+    yield
+    assert project.snapshot() == before, f"a test changed {project.root}, which other tests share: copy it first"
+
+
 def new_project(tmp_path_factory: pytest.TempPathFactory, name: str) -> Project:
     """An empty project with the standard 1,500-row database."""
     proj = Project(tmp_path_factory.mktemp(name))
@@ -33,9 +42,11 @@ def new_project(tmp_path_factory: pytest.TempPathFactory, name: str) -> Project:
 
 
 @pytest.fixture(scope="session")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """The first run on an empty registry with the tiny pipeline: v1 promoted."""
-    return train(new_project(tmp_path_factory, "trained"), tiny_factory())
+    run = train(new_project(tmp_path_factory, "trained"), tiny_factory())
+    with shared(run.project):
+        yield run
 
 
 @pytest.fixture(scope="session")
@@ -45,32 +56,40 @@ def trained(first_run: Run) -> Project:
 
 
 @pytest.fixture(scope="session")
-def retrained(trained: Project, tmp_path_factory: pytest.TempPathFactory) -> Run:
+def retrained(trained: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """A copy of :func:`trained`, trained again with the same pipeline on the same rows: rejected."""
-    return train(trained.copy(tmp_path_factory.mktemp("retrained") / "p"), tiny_factory())
+    run = train(trained.copy(tmp_path_factory.mktemp("retrained") / "p"), tiny_factory())
+    with shared(run.project):
+        yield run
 
 
 @pytest.fixture(scope="session")
-def weak(tmp_path_factory: pytest.TempPathFactory) -> Project:
+def weak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """A project whose v1 is a weak model (3 boosting iterations). Read only."""
-    return train(new_project(tmp_path_factory, "weak"), tiny_factory(max_iter=3)).project
+    project = train(new_project(tmp_path_factory, "weak"), tiny_factory(max_iter=3)).project
+    with shared(project):
+        yield project
 
 
 @pytest.fixture(scope="session")
-def upgraded(weak: Project, tmp_path_factory: pytest.TempPathFactory) -> Run:
+def upgraded(weak: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """A copy of :func:`weak` whose settings claim v1 scored an MAE of 0.01 (a figure no candidate
     could beat: the gate must score v1 on today's rows, not believe the file), then a stronger
     candidate (60 iterations): promoted as v2."""
     proj = weak.copy(tmp_path_factory.mktemp("upgraded") / "p")
     record = json.loads(proj.settings.read_text())
     proj.settings.write_text(json.dumps({**record, "mae": 0.01}))
-    return train(proj, tiny_factory(max_iter=60))
+    run = train(proj, tiny_factory(max_iter=60))
+    with shared(run.project):
+        yield run
 
 
 @pytest.fixture(scope="session")
-def downgraded(upgraded: Run, tmp_path_factory: pytest.TempPathFactory) -> Run:
+def downgraded(upgraded: Run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """A copy of :func:`upgraded` (the strong v2 current), then a weak candidate (3 iterations): rejected."""
-    return train(upgraded.project.copy(tmp_path_factory.mktemp("downgraded") / "p"), tiny_factory(max_iter=3))
+    run = train(upgraded.project.copy(tmp_path_factory.mktemp("downgraded") / "p"), tiny_factory(max_iter=3))
+    with shared(run.project):
+        yield run
 
 
 @pytest.fixture(scope="session")
@@ -85,9 +104,11 @@ def shared_client(trained: Project) -> Iterator[InProcessClient]:
 
 
 @pytest.fixture(scope="session")
-def plain(tmp_path_factory: pytest.TempPathFactory) -> Project:
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """A project whose v1 has no price range (the tiny pipeline without its interval). Read only."""
-    return train(new_project(tmp_path_factory, "plain"), tiny_factory(interval=False)).project
+    project = train(new_project(tmp_path_factory, "plain"), tiny_factory(interval=False)).project
+    with shared(project):
+        yield project
 
 
 # -- per test ---------------------------------------------------------------------------------------
