@@ -7,20 +7,21 @@ import gzip
 import json
 import struct
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import numpy as np
 import pytest
-import tritonclient.http as httpclient
 from starlette.testclient import TestClient
-from tritonclient.utils import InferenceServerException
 
 from inference import v2_models
 from inference.app import create_app
 from inference.schema import FEATURES
 from tests.helpers import InProcessClient, Project, repo_features, settings_for
 from tests.server import running_server
+
+if TYPE_CHECKING:  # imported where used: only the slow tests run the reference client
+    import tritonclient.http as httpclient
 
 MODEL = "diamond_price"
 INFER = f"/v2/models/{MODEL}/infer"
@@ -122,6 +123,8 @@ def read_binary_price(r: Reply) -> tuple[dict[str, Any], np.ndarray]:
 
 
 def triton_inputs(rows: list[Row], binary: bool, shape2: bool = True) -> list[httpclient.InferInput]:
+    import tritonclient.http as httpclient
+
     inputs = []
     for n in FEATURES.names:
         if n in FEATURES.numeric:
@@ -138,6 +141,8 @@ def triton_inputs(rows: list[Row], binary: bool, shape2: bool = True) -> list[ht
 
 @pytest.fixture
 def triton(served: Project) -> Iterator[tuple[httpclient.InferenceServerClient, httpx.Client]]:
+    import tritonclient.http as httpclient
+
     env = {"MODEL_SETTINGS": str(served.settings), "MODEL_REGISTRY": str(served.registry)}
     with running_server(env) as (base, _):
         client = httpclient.InferenceServerClient(url=base.removeprefix("http://"), network_timeout=30)
@@ -150,6 +155,8 @@ def triton(served: Project) -> Iterator[tuple[httpclient.InferenceServerClient, 
 
 @pytest.mark.slow
 def test_reference_client_health_and_metadata(triton: tuple[httpclient.InferenceServerClient, httpx.Client]) -> None:
+    from tritonclient.utils import InferenceServerException
+
     client, _ = triton
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready(MODEL) and client.is_model_ready(MODEL, "1")
@@ -178,6 +185,8 @@ def test_reference_client_health_and_metadata(triton: tuple[httpclient.Inference
 def test_reference_client_prices_1000_rows_like_the_json_api(
     triton: tuple[httpclient.InferenceServerClient, httpx.Client],
 ) -> None:
+    import tritonclient.http as httpclient
+
     client, http = triton
     rows = db_rows(1000)
     expected = json_prices(http, rows)
@@ -211,6 +220,8 @@ def test_reference_client_prices_1000_rows_like_the_json_api(
 
 @pytest.mark.slow
 def test_reference_client_sees_errors_as_4xx(triton: tuple[httpclient.InferenceServerClient, httpx.Client]) -> None:
+    from tritonclient.utils import InferenceServerException
+
     client, _ = triton
     rows = db_rows(3)
     rows[1]["cut"] = "Superb"
