@@ -56,14 +56,6 @@ def trained(first_run: Run) -> Project:
 
 
 @pytest.fixture(scope="session")
-def retrained(trained: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    """A copy of :func:`trained`, trained again with the same pipeline on the same rows: rejected."""
-    run = train(trained.copy(tmp_path_factory.mktemp("retrained") / "p"), tiny_factory())
-    with shared(run.project):
-        yield run
-
-
-@pytest.fixture(scope="session")
 def weak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """A project whose v1 is a weak model (3 boosting iterations). Read only."""
     project = train(new_project(tmp_path_factory, "weak"), tiny_factory(max_iter=3)).project
@@ -109,6 +101,23 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project = train(new_project(tmp_path_factory, "plain"), tiny_factory(interval=False)).project
     with shared(project):
         yield project
+
+
+@pytest.fixture(scope="session")
+def ranged(plain: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """A copy of :func:`plain`, then the tiny pipeline with its price range: the same median model
+    (the same MAE) plus a calibrated range, promoted as v2."""
+    run = train(plain.copy(tmp_path_factory.mktemp("ranged") / "p"), tiny_factory())
+    with shared(run.project):
+        yield run
+
+
+@pytest.fixture(scope="session")
+def retrained(ranged: Run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """A copy of :func:`ranged`, trained again with the same pipeline on the same rows: rejected."""
+    run = train(ranged.project.copy(tmp_path_factory.mktemp("retrained") / "p"), tiny_factory())
+    with shared(run.project):
+        yield run
 
 
 # -- per test ---------------------------------------------------------------------------------------

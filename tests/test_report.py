@@ -118,7 +118,7 @@ def test_segment_figures_are_both_models_errors_on_the_same_rows(upgraded: Run) 
 
 def test_a_rejected_run_files_its_report_under_reports_and_leaves_the_promoted_one(retrained: Run) -> None:
     project, outcome = retrained.project, retrained.outcome  # the same pipeline twice on the same rows
-    promoted = retrained.before["diamond_price-v1.report.html"]
+    promoted = retrained.before["diamond_price-v2.report.html"]  # the current model's
     assert not outcome.promoted and outcome.report is not None
     line = history(project)[-1]
     assert UNPROMOTED.match(line["report"]) and line["report"].endswith("-rejected.report.html"), line["report"]
@@ -129,8 +129,8 @@ def test_a_rejected_run_files_its_report_under_reports_and_leaves_the_promoted_o
     assert figures["decision"] == "rejected" and figures["version"] is None
     assert figures["candidate_mae"] == line["candidate_mae"] and figures["current_mae"] == line["current_mae"]
     assert "Rejected" in figures["reason"]
-    assert (project.registry / "diamond_price-v1.report.html").read_bytes() == promoted
-    assert not (project.registry / "diamond_price-v2.report.html").exists()
+    assert (project.registry / "diamond_price-v2.report.html").read_bytes() == promoted
+    assert not (project.registry / "diamond_price-v3.report.html").exists()
 
 
 def test_a_report_is_self_contained(trained: Project) -> None:

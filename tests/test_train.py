@@ -227,21 +227,22 @@ def test_training_from_nothing_promotes_on_samples_of_the_data(tmp_path: Path, k
 
 
 def test_a_model_that_adds_a_price_range_at_the_same_mae_is_promoted_and_says_why(
-    plain: Project, tmp_path: Path
+    plain: Project, ranged: Run, retrained: Run
 ) -> None:
     """The documented way in for a new capability: the median is unchanged (same MAE), the
-    candidate adds a calibrated range, and the gate promotes it with both figures logged."""
-    project = plain.copy(tmp_path / "p")  # v1: the tiny pipeline without its price range
-    assert [h["decision"] for h in history(project)] == ["promoted"]
-    assert "price_range" not in json.loads(project.settings.read_text())
-    ranged = run(paths(project), pipeline_factory=tiny_factory())
-    assert ranged.promoted and ranged.version == 2
-    assert ranged.candidate_mae == ranged.current_mae  # the same median model
+    candidate adds a calibrated range, and the gate promotes it with both figures logged.
+    The three runs, one after the other: conftest's plain, ranged and retrained."""
+    assert [h["decision"] for h in history(plain)] == ["promoted"]  # v1: the tiny pipeline without its range
+    assert "price_range" not in json.loads(plain.settings.read_text())
+    assert ranged.before["modelsettings.json"] == plain.settings.read_bytes()
+    project, outcome = ranged.project, ranged.outcome  # the tiny pipeline with its range
+    assert outcome.promoted and outcome.version == 2
+    assert outcome.candidate_mae == outcome.current_mae  # the same median model
     record = json.loads(project.settings.read_text())
     assert record["price_range"]["level"] == 0.8 and 0 < record["price_range"]["coverage"] <= 1
     assert record["outputs"] == ["price", "price_low", "price_high"] and record["min_onnxruntime"] == "1.16"
     last = history(project)[-1]
     assert last["decision"] == "promoted" and "as good" in str(last["reason"]) and "price range" in str(last["reason"])
     assert last["price_range"] == record["price_range"]
-    again = run(paths(project), pipeline_factory=tiny_factory())
-    assert not again.promoted and "MAE not lower" in str(history(project)[-1]["reason"])
+    again = retrained.outcome  # the same pipeline once more
+    assert not again.promoted and "MAE not lower" in str(history(retrained.project)[-1]["reason"])
