@@ -85,17 +85,6 @@ def downgraded(upgraded: Run, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture(scope="session")
-def shared_client(trained: Project) -> Iterator[InProcessClient]:
-    """The service over :func:`trained`, in process, one for the session (an app's start-up costs more
-    than most tests): for tests that only send requests, never /update_model. Its metrics count
-    every test's requests; a test that reads them, reloads or changes files takes :func:`client`."""
-    from inference.app import create_app
-
-    with InProcessClient(create_app(settings_for(trained))) as c:
-        yield c
-
-
-@pytest.fixture(scope="session")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """A project whose v1 has no price range (the tiny pipeline without its interval). Read only."""
     project = train(new_project(tmp_path_factory, "plain"), tiny_factory(interval=False)).project
@@ -118,6 +107,17 @@ def retrained(ranged: Run, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     run = train(ranged.project.copy(tmp_path_factory.mktemp("retrained") / "p"), tiny_factory())
     with shared(run.project):
         yield run
+
+
+@pytest.fixture(scope="session")
+def shared_client(trained: Project) -> Iterator[InProcessClient]:
+    """The service over :func:`trained`, in process, one for the session (an app's start-up costs more
+    than most tests): for tests that only send requests, never /update_model. Its metrics count
+    every test's requests; a test that reads them, reloads or changes files takes :func:`client`."""
+    from inference.app import create_app
+
+    with InProcessClient(create_app(settings_for(trained))) as c:
+        yield c
 
 
 # -- per test ---------------------------------------------------------------------------------------

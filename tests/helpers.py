@@ -1,6 +1,7 @@
-"""Test helpers, in one place: real diamonds databases and projects, tiny real models, the standard
-diamond and the service's settings for a project. Fixtures live in conftest.py; test files import
-from here (and from tests/server.py and tests/browser.py), never from each other."""
+"""Test helpers, in one place: real diamonds databases and projects, tiny real models and real
+training runs, the standard diamond, the service's settings for a project and its app called in
+process. Fixtures live in conftest.py; test files import from here (and from tests/server.py and
+tests/browser.py), never from each other."""
 
 from __future__ import annotations
 
@@ -175,12 +176,21 @@ class InProcessClient:
         self._lifespan: asyncio.Future[None] | None = None
 
     def __enter__(self) -> InProcessClient:
-        self._loop.run_until_complete(self._lifespan_event("startup"))
+        try:
+            self._loop.run_until_complete(self._lifespan_event("startup"))
+        except BaseException:
+            self._close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
             self._loop.run_until_complete(self._lifespan_event("shutdown"))
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        try:
             self._loop.run_until_complete(self._client.aclose())
         finally:
             self._loop.close()
