@@ -14,31 +14,31 @@ from starlette.testclient import TestClient
 
 from inference.app import create_app
 from inference.schema import FEATURES
-from tests.helpers import GOOD, Project, reference_price, settings_for
+from tests.helpers import GOOD, InProcessClient, Project, reference_price, settings_for
 
 
-def test_health_reports_the_current_model(client: TestClient, served: Project) -> None:
-    r = client.get("/")
+def test_health_reports_the_current_model(shared_client: InProcessClient, trained: Project) -> None:
+    r = shared_client.get("/")
     assert r.status_code == 200
     body = r.json()
-    record = json.loads(served.settings.read_text())
+    record = json.loads(trained.settings.read_text())
     assert body["status"] == "ok" and body["ready"] is True
     assert body["model"]["name"] == "diamond_price"
     assert body["model"]["version"] == record["version"]
     assert body["model"]["mae"] == record["mae"]
-    assert client.get("/health/live").json() == {"status": "alive"}
-    assert client.get("/health/ready").status_code == 200
+    assert shared_client.get("/health/live").json() == {"status": "alive"}
+    assert shared_client.get("/health/ready").status_code == 200
 
 
-def test_price_matches_the_onnx_model(client: TestClient, served: Project) -> None:
-    r = client.post("/diamond_price", json=GOOD)
+def test_price_matches_the_onnx_model(shared_client: InProcessClient, trained: Project) -> None:
+    r = shared_client.post("/diamond_price", json=GOOD)
     assert r.status_code == 200
     body = r.json()
     assert body["model_version"] == 1
-    assert body["price"] == pytest.approx(float(reference_price(served, [GOOD])[0]), abs=0.006)
+    assert body["price"] == pytest.approx(float(reference_price(trained, [GOOD])[0]), abs=0.006)
 
 
-def test_batch_prices_in_order(client: TestClient, served: Project) -> None:
+def test_batch_prices_in_order(shared_client: InProcessClient, trained: Project) -> None:
     rng = np.random.default_rng(0)
     rows = [
         {
@@ -49,12 +49,12 @@ def test_batch_prices_in_order(client: TestClient, served: Project) -> None:
         }
         for _ in range(500)
     ]
-    r = client.post("/diamond_prices", json={"diamonds": rows})
+    r = shared_client.post("/diamond_prices", json={"diamonds": rows})
     assert r.status_code == 200
     body = r.json()
     assert body["model_version"] == 1
-    np.testing.assert_allclose(body["prices"], reference_price(served, rows), atol=0.006)
-    single = client.post("/diamond_price", json=rows[17]).json()["price"]
+    np.testing.assert_allclose(body["prices"], reference_price(trained, rows), atol=0.006)
+    single = shared_client.post("/diamond_price", json=rows[17]).json()["price"]
     assert body["prices"][17] == single
 
 
@@ -75,8 +75,10 @@ def test_batch_prices_in_order(client: TestClient, served: Project) -> None:
         ([GOOD], ["(body)"]),
     ],
 )
-def test_invalid_fields_are_422_naming_every_field(client: TestClient, payload: Any, fields: list[str]) -> None:
-    r = client.post("/diamond_price", json=payload)
+def test_invalid_fields_are_422_naming_every_field(
+    shared_client: InProcessClient, payload: Any, fields: list[str]
+) -> None:
+    r = shared_client.post("/diamond_price", json=payload)
     assert r.status_code == 422
     body = r.json()
     assert sorted(p["field"] for p in body["fields"]) == sorted(fields)
@@ -84,9 +86,9 @@ def test_invalid_fields_are_422_naming_every_field(client: TestClient, payload: 
         assert f in body["error"]
 
 
-def test_nan_and_infinity_are_rejected(client: TestClient) -> None:
+def test_nan_and_infinity_are_rejected(shared_client: InProcessClient) -> None:
     for token in ("NaN", "Infinity", "-Infinity", "1e999"):
-        r = client.post(
+        r = shared_client.post(
             "/diamond_price",
             content=f'{{"carat": {token}, "cut": "Ideal", "color": "G", "clarity": "VS2"}}',
             headers={"content-type": "application/json"},
@@ -95,13 +97,13 @@ def test_nan_and_infinity_are_rejected(client: TestClient) -> None:
         assert [f["field"] for f in r.json()["fields"]] == ["carat"], token
 
 
-def test_batch_errors_name_the_row(client: TestClient) -> None:
+def test_batch_errors_name_the_row(shared_client: InProcessClient) -> None:
     rows = [GOOD, GOOD, {**GOOD, "cut": "Superb"}]
-    r = client.post("/diamond_prices", json={"diamonds": rows})
+    r = shared_client.post("/diamond_prices", json={"diamonds": rows})
     assert r.status_code == 422
     assert r.json()["fields"][0]["field"] == "diamonds.2.cut"
-    assert client.post("/diamond_prices", json={"diamonds": []}).status_code == 422
-    too_many = client.post("/diamond_prices", json={"diamonds": [GOOD] * 10_001})  # 640 KB: under the body limit
+    assert shared_client.post("/diamond_prices", json={"diamonds": []}).status_code == 422
+    too_many = shared_client.post("/diamond_prices", json={"diamonds": [GOOD] * 10_001})  # 640 KB: under the body limit
     assert too_many.status_code == 422
     assert [f["field"] for f in too_many.json()["fields"]] == ["diamonds"]
 
@@ -117,8 +119,8 @@ def test_batch_errors_name_the_row(client: TestClient) -> None:
         ({"data": {"carat": "0.7"}}, 415),
     ],
 )
-def test_malformed_bodies(client: TestClient, kwargs: dict[str, Any], status: int) -> None:
-    r = client.post("/diamond_price", **kwargs)
+def test_malformed_bodies(shared_client: InProcessClient, kwargs: dict[str, Any], status: int) -> None:
+    r = shared_client.post("/diamond_price", **kwargs)
     assert r.status_code == status
     assert r.headers["content-type"] == "application/json"
     assert r.json()["error"]
@@ -141,12 +143,12 @@ def test_body_over_the_limit_is_413(served: Project) -> None:
         assert c.post("/diamond_price", json=GOOD).status_code == 200
 
 
-def test_unknown_route_and_wrong_method_are_json(client: TestClient) -> None:
-    r = client.get("/nope")
+def test_unknown_route_and_wrong_method_are_json(shared_client: InProcessClient) -> None:
+    r = shared_client.get("/nope")
     assert r.status_code == 404 and r.json()["error"]
-    r = client.get("/diamond_price")
+    r = shared_client.get("/diamond_price")
     assert r.status_code == 405 and "GET" in r.json()["error"]
-    r = client.delete("/")
+    r = shared_client.delete("/")
     assert r.status_code == 405
 
 
@@ -263,8 +265,8 @@ def test_update_token_is_required_when_set(served: Project) -> None:
         assert r.status_code == 200
 
 
-def test_openapi_is_valid_3_1_and_generated_from_the_models(client: TestClient) -> None:
-    spec = client.get("/openapi.json").json()
+def test_openapi_is_valid_3_1_and_generated_from_the_models(shared_client: InProcessClient) -> None:
+    spec = shared_client.get("/openapi.json").json()
     validate(spec)
     assert spec["openapi"].startswith("3.1")
     diamond = spec["components"]["schemas"]["Diamond"]

@@ -27,6 +27,7 @@ def tool(name: str) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_hadolint_reports_nothing(tmp_path: Path) -> None:
     # A config of our own: no user or global hadolint config can silence a rule, and even
     # style-level findings fail. Ignoring a rule takes an inline `# hadolint ignore=` pragma,
@@ -58,6 +59,7 @@ def test_every_hadolint_ignore_is_justified(dockerfile: Path) -> None:
             assert justified, f"{dockerfile.name}:{n + 1}: say why the rule is ignored, in a comment just above it"
 
 
+@pytest.mark.slow
 def test_compose_file_matches_the_compose_specification() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", COMPOSE_FILE.name],

@@ -37,6 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
 KSERVE = ROOT / "deploy" / "kserve"
 K8S_VERSIONS = ("1.30.0", "1.37.0")
+# Every test reads what `kubectl kustomize` renders (a process) or the kserve wheel `pip download` fetches.
+pytestmark = pytest.mark.slow
+
 SCALARS = {"str": str, "int": int, "bool": bool, "float": (int, float), "datetime": str}
 
 

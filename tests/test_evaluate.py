@@ -17,6 +17,12 @@ def frame(tmp_path_factory: pytest.TempPathFactory) -> data.Dataset:
     return data.load(make_db(tmp_path_factory.mktemp("eval") / "d.db", rows=2000))
 
 
+@pytest.fixture(scope="module")
+def sklearn_folds(frame: data.Dataset) -> list[evaluate.Fold]:
+    """3-fold cross-validation of the tiny pipeline, scored with scikit-learn (read only)."""
+    return evaluate.cross_validate(frame.frame, evaluate.sklearn_predictor(tiny_factory()), folds=3)
+
+
 def test_cross_validation_follows_the_protocol(frame: data.Dataset) -> None:
     seen: list[np.ndarray] = []
 
@@ -34,17 +40,17 @@ def test_cross_validation_follows_the_protocol(frame: data.Dataset) -> None:
     assert len(seen) == 5
 
 
-def test_onnx_scoring_agrees_with_scikit_learn(frame: data.Dataset) -> None:
-    sk = evaluate.cross_validate(frame.frame, evaluate.sklearn_predictor(tiny_factory()), folds=3)
+def test_onnx_scoring_agrees_with_scikit_learn(frame: data.Dataset, sklearn_folds: list[evaluate.Fold]) -> None:
+    sk = sklearn_folds
     ours = evaluate.cross_validate(frame.frame, evaluate.onnx_predictor(tiny_factory()), folds=3)
     assert [f.mae for f in ours] == pytest.approx([f.mae for f in sk], abs=0.01)
     assert [f.width for f in ours] == pytest.approx([f.width for f in sk], abs=0.01)
     assert [f.coverage for f in ours] == [f.coverage for f in sk]
 
 
-def test_price_range_coverage_and_width_per_fold(frame: data.Dataset) -> None:
-    folds = evaluate.cross_validate(frame.frame, evaluate.sklearn_predictor(tiny_factory()), folds=3)
-    for fold in folds:
+def test_price_range_coverage_and_width_per_fold(sklearn_folds: list[evaluate.Fold]) -> None:
+    assert len(sklearn_folds) == 3
+    for fold in sklearn_folds:
         assert fold.coverage is not None and fold.width is not None
         assert 0.6 < fold.coverage <= 1.0 and fold.width > 0
 
@@ -52,7 +58,7 @@ def test_price_range_coverage_and_width_per_fold(frame: data.Dataset) -> None:
 def test_command_prints_the_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = make_db(tmp_path / "d.db", rows=1200)
+    db = make_db(tmp_path / "d.db", rows=600)
     monkeypatch.setattr(evaluate, "build_pipeline", tiny_factory())
     assert evaluate.main(["--db", str(db), "--folds", "3"]) == 0
     out = capsys.readouterr().out

@@ -38,6 +38,13 @@ def session(fitted: tuple[Pipeline, data.Dataset]) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
+@pytest.fixture(scope="module")
+def blob(fitted: tuple[Pipeline, data.Dataset]) -> bytes:
+    """The fitted pipeline exported as version 1 without metadata, serialized."""
+    pipe, _ = fitted
+    return export.to_onnx(pipe, version=1, metadata={}).SerializeToString()
+
+
 def feeds(rows: list[tuple[float, str, str, str]]) -> dict[str, np.ndarray]:
     return make_feeds({n: [r[i] for r in rows] for i, n in enumerate(FEATURES.names)})
 
@@ -65,9 +72,8 @@ def test_metadata_carries_version_schema_and_mae(session: ort.InferenceSession) 
     assert meta.version == 7
 
 
-def test_parity_with_scikit_learn_on_every_row(fitted: tuple[Pipeline, data.Dataset]) -> None:
+def test_parity_with_scikit_learn_on_every_row(fitted: tuple[Pipeline, data.Dataset], blob: bytes) -> None:
     pipe, ds = fitted
-    blob = export.to_onnx(pipe, version=1, metadata={}).SerializeToString()
     worst = export.check_parity(blob, pipe, ds.frame)
     assert worst <= export.PARITY_TOLERANCE
     # And independently of check_parity: plain onnxruntime through the named inputs.
@@ -136,9 +142,8 @@ def test_native_categorical_trees_do_not_pass_the_parity_check(tmp_path: Path) -
         export_and_check()
 
 
-def test_exported_graph_passes_the_onnx_checker(fitted: tuple[Pipeline, data.Dataset]) -> None:
-    pipe, _ = fitted
-    model = export.to_onnx(pipe, version=1, metadata={})
+def test_exported_graph_passes_the_onnx_checker(blob: bytes) -> None:
+    model = onnx.load_from_string(blob)
     onnx.checker.check_model(model, full_check=True)
     ops = {n.op_type for n in model.graph.node}
     assert {"TreeEnsembleRegressor", "Gather"} <= ops  # the ensemble is compiled into one table lookup
@@ -149,7 +154,9 @@ def test_exported_graph_passes_the_onnx_checker(fitted: tuple[Pipeline, data.Dat
     assert "TreeEnsemble" not in ops
 
 
-def test_compiled_model_prices_every_carat_like_scikit_learn(fitted: tuple[Pipeline, data.Dataset]) -> None:
+def test_compiled_model_prices_every_carat_like_scikit_learn(
+    fitted: tuple[Pipeline, data.Dataset], blob: bytes
+) -> None:
     """Every carat on the 0.01 grid of the schema's range, and every breakpoint itself,
     sent as float32 through the whole graph, prices as scikit-learn prices the float64
     value (float32 output rounding aside), for every grade."""
@@ -164,7 +171,6 @@ def test_compiled_model_prices_every_carat_like_scikit_learn(fitted: tuple[Pipel
     rows = pd.DataFrame(
         {"carat": carats, **{n: rng.choice(v, size=len(carats)) for n, v in FEATURES.categorical.items()}}
     )
-    blob = export.to_onnx(pipe, version=1, metadata={}).SerializeToString()
     ours = predict(ort.InferenceSession(blob), make_feeds({n: rows[n].to_numpy() for n in FEATURES.names}))
     reference = pipe.predict(rows)
     np.testing.assert_allclose(ours, reference, rtol=2e-7, atol=0)  # float32's own rounding of the price

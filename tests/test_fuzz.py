@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.testclient import TestClient
 
 from inference.app import create_app
 from inference.config import Settings
 from inference.schema import FEATURES
-from tests.helpers import Project
+from tests.helpers import InProcessClient, Project
 
 ROUTES = ["/diamond_price", "/diamond_prices", "/v2/models/diamond_price/infer", "/update_model"]
 
@@ -66,21 +64,20 @@ headers = st.fixed_dictionaries(
 
 
 @pytest.fixture(scope="module")
-def client(trained: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    root = tmp_path_factory.mktemp("fuzz") / "p"
-    shutil.copytree(trained.root, root, ignore=shutil.ignore_patterns(".lock"))
+def client(trained: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessClient]:
+    root = trained.copy(tmp_path_factory.mktemp("fuzz") / "p").root
     app = create_app(
         Settings(model_settings=root / "modelsettings.json", model_registry=root / "model_registry",
                  auto_reload=False, update_token="s3cret", static_dir=Path(root))
     )  # fmt: skip
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with InProcessClient(app) as c:
         yield c
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(route=st.sampled_from(ROUTES), body=bodies, extra=headers)
 def test_no_generated_request_gets_a_server_error(
-    client: TestClient, route: str, body: str, extra: dict[str, Any]
+    client: InProcessClient, route: str, body: str, extra: dict[str, Any]
 ) -> None:
     sent = {"content-type": "application/json", **extra}
     r = client.post(route, content=body.encode("utf-8", "surrogatepass"), headers=sent)

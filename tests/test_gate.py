@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -11,7 +10,7 @@ import pytest
 
 from inference.onnx_io import make_feeds
 from inference.schema import FEATURES
-from tests.helpers import make_db, tiny_factory
+from tests.helpers import Project
 from training import data, export, gate
 
 RANGED = gate.Scores(300.0, "1.16", level=0.8, coverage=0.80, mean_width=1000.0, holdout_rows=4000, version=None)
@@ -76,12 +75,10 @@ def test_on_small_data_the_tolerance_widens_to_three_standard_errors() -> None:
     assert not gate.decide(gate.Scores(**{**small.__dict__, "coverage": 0.8 - expected - 0.001}), None).promote
 
 
-def test_score_measures_mae_coverage_and_width_from_the_onnx(tmp_path: Path) -> None:
-    ds = data.load(make_db(tmp_path / "d.db", rows=3000))
-    train, holdout = ds.frame[~ds.holdout], ds.frame[ds.holdout]
-    pipe = tiny_factory()()
-    pipe.fit(train[list(FEATURES.names)], train["price"].to_numpy())
-    blob = export.to_onnx(pipe, version=1, metadata={}).SerializeToString()
+def test_score_measures_mae_coverage_and_width_from_the_onnx(trained: Project) -> None:
+    ds = data.load(trained.db)
+    holdout = ds.frame[ds.holdout]
+    blob = (trained.registry / "diamond_price-v1.onnx").read_bytes()  # the tiny pipeline, with its range
     scores = gate.score(blob, holdout, version=1)
     price, low, high = ort.InferenceSession(blob).run(
         None, make_feeds({n: holdout[n].to_numpy() for n in FEATURES.names})

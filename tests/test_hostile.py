@@ -20,12 +20,12 @@ from inference.app import create_app
 from inference.config import ConfigError, Settings
 from inference.errors import MAX_ERROR_BYTES
 from inference.modelsettings import ModelFileError, read_settings, read_verified_model
-from tests.helpers import GOOD, Project, settings_for
+from tests.helpers import GOOD, InProcessClient, Project, settings_for
 
 BAD_ROW = {"carat": "x" * 70, "cut": "Superb", "color": 1, "clarity": None}
 
 
-def post_raw(client: TestClient, path: str, body: bytes, **headers: str) -> httpx.Response:
+def post_raw(client: InProcessClient | TestClient, path: str, body: bytes, **headers: str) -> httpx.Response:
     return client.post(path, content=body, headers={"content-type": "application/json", **headers})
 
 
@@ -45,9 +45,9 @@ def post_raw(client: TestClient, path: str, body: bytes, **headers: str) -> http
     ids=["empty-rows-30KB", "empty-rows-924KB", "bad-rows", "long-keys", "many-keys", "too-many-rows"],
 )
 def test_a_422_is_at_most_8_KB_listing_the_first_problems_and_counting_the_rest(
-    client: TestClient, body: bytes
+    shared_client: InProcessClient, body: bytes
 ) -> None:
-    r = post_raw(client, "/diamond_prices", body)
+    r = post_raw(shared_client, "/diamond_prices", body)
     assert r.status_code == 422, r.text[:300]
     assert len(r.content) <= MAX_ERROR_BYTES
     problems = r.json()["fields"]
@@ -58,32 +58,34 @@ def test_a_422_is_at_most_8_KB_listing_the_first_problems_and_counting_the_rest(
         assert f"and {r.json()['error_count'] - 10} more" in r.json()["error"]
 
 
-def test_large_batches_still_validate_and_name_the_row(client: TestClient) -> None:
+def test_large_batches_still_validate_and_name_the_row(shared_client: InProcessClient) -> None:
     rows = [GOOD] * 5000
     rows[4321] = {**GOOD, "cut": "Superb"}
-    bad = client.post("/diamond_prices", json={"diamonds": rows})
+    bad = shared_client.post("/diamond_prices", json={"diamonds": rows})
     assert bad.status_code == 422
     assert [p["field"] for p in bad.json()["fields"]] == ["diamonds.4321.cut"]
     rows[4321] = GOOD
-    ok = client.post("/diamond_prices", json={"diamonds": rows})
+    ok = shared_client.post("/diamond_prices", json={"diamonds": rows})
     assert ok.status_code == 200 and len(ok.json()["prices"]) == 5000
-    extra = client.post("/diamond_prices", json={"diamonds": rows, "more": 1})
+    extra = shared_client.post("/diamond_prices", json={"diamonds": rows, "more": 1})
     assert extra.status_code == 422 and extra.json()["fields"] == [{"field": "more", "problem": "unknown field"}]
 
 
 @pytest.mark.parametrize("size", [40, 600, 3000], ids=["inline", "one-pass", "slices"])
-def test_every_validation_path_prices_alike_and_names_the_same_problems(client: TestClient, size: int) -> None:
+def test_every_validation_path_prices_alike_and_names_the_same_problems(
+    shared_client: InProcessClient, size: int
+) -> None:
     """Bodies under 4 KiB, up to 128 KiB and over it take three validation paths (see
     inference/requests.py); each must price the rows and name bad rows and NaN the same way."""
     rows = [{**GOOD, "carat": round(0.3 + (i % 50) / 20, 2)} for i in range(size)]
-    ok = client.post("/diamond_prices", json={"diamonds": rows})
+    ok = shared_client.post("/diamond_prices", json={"diamonds": rows})
     assert ok.status_code == 200, ok.text[:300]
-    singles = {r["carat"]: client.post("/diamond_price", json=r).json()["price"] for r in rows[:50]}
+    singles = {r["carat"]: shared_client.post("/diamond_price", json=r).json()["price"] for r in rows[:50]}
     assert ok.json()["prices"] == [singles[r["carat"]] for r in rows]
     bad = [dict(r) for r in rows]
     bad[size - 3] = {**GOOD, "cut": "Superb", "carat": -1}
     bad[1] = {**GOOD, "extra": 1}
-    r = client.post("/diamond_prices", json={"diamonds": bad})
+    r = shared_client.post("/diamond_prices", json={"diamonds": bad})
     assert r.status_code == 422
     assert [p["field"] for p in r.json()["fields"]] == [
         "diamonds.1.extra",
@@ -91,35 +93,35 @@ def test_every_validation_path_prices_alike_and_names_the_same_problems(client: 
         f"diamonds.{size - 3}.cut",
     ]
     nan = json.dumps({"diamonds": rows}).replace('"carat": 0.3,', '"carat": NaN,', 1).encode()
-    r = post_raw(client, "/diamond_prices", nan)
+    r = post_raw(shared_client, "/diamond_prices", nan)
     assert r.status_code == 422, r.text[:300]
     assert [p["field"] for p in r.json()["fields"]] == ["diamonds.0.carat"]
 
 
-def test_a_huge_single_diamond_body_is_refused_cheaply(client: TestClient) -> None:
+def test_a_huge_single_diamond_body_is_refused_cheaply(shared_client: InProcessClient) -> None:
     body = json.dumps({**GOOD, "carat": list(range(100_000))}).encode()
-    r = post_raw(client, "/diamond_price", body)
+    r = post_raw(shared_client, "/diamond_price", body)
     assert r.status_code == 422 and len(r.content) <= MAX_ERROR_BYTES
     padded = json.dumps(GOOD).replace(",", "," + " " * 20_000).encode()  # valid, only padded
-    assert post_raw(client, "/diamond_price", padded).status_code == 200
+    assert post_raw(shared_client, "/diamond_price", padded).status_code == 200
 
 
 # -- 9. the JSON API decodes gzip and deflate under the body limit, refuses other encodings -----
 
 
-def test_json_api_decodes_gzip_and_deflate_and_refuses_other_encodings(client: TestClient) -> None:
+def test_json_api_decodes_gzip_and_deflate_and_refuses_other_encodings(shared_client: InProcessClient) -> None:
     raw = json.dumps(GOOD).encode()
     for encoding, body in (("gzip", gzip.compress(raw)), ("deflate", zlib.compress(raw)), ("identity", raw)):
-        r = post_raw(client, "/diamond_price", body, **{"content-encoding": encoding})
+        r = post_raw(shared_client, "/diamond_price", body, **{"content-encoding": encoding})
         assert r.status_code == 200, (encoding, r.text)
     batch = gzip.compress(json.dumps({"diamonds": [GOOD] * 300}).encode())
-    r = post_raw(client, "/diamond_prices", batch, **{"content-encoding": "gzip"})
+    r = post_raw(shared_client, "/diamond_prices", batch, **{"content-encoding": "gzip"})
     assert r.status_code == 200 and len(r.json()["prices"]) == 300
     for encoding in ("br", "compress", "gzip, gzip", "x" * 5000):
-        r = post_raw(client, "/diamond_price", raw, **{"content-encoding": encoding})
+        r = post_raw(shared_client, "/diamond_price", raw, **{"content-encoding": encoding})
         assert r.status_code == 415, encoding
         assert len(r.content) < 1000
-    assert post_raw(client, "/diamond_price", b"not gzip", **{"content-encoding": "gzip"}).status_code == 400
+    assert post_raw(shared_client, "/diamond_price", b"not gzip", **{"content-encoding": "gzip"}).status_code == 400
 
 
 def test_a_compressed_bomb_is_413(served: Project) -> None:
@@ -259,12 +261,12 @@ def test_max_error_fields_bounds_the_list(served: Project) -> None:
 # -- client-chosen text is never echoed whole --------------------------------------------------
 
 
-def test_long_paths_methods_and_headers_are_clipped_in_errors(client: TestClient) -> None:
-    assert len(client.get("/" + "a" * 20_000).content) < 1000
-    assert len(client.request("PURGE", "/" + "b" * 20_000).content) < 1000
-    r = client.post("/diamond_price", content=b"{}", headers={"content-type": "text/" + "c" * 20_000})
+def test_long_paths_methods_and_headers_are_clipped_in_errors(shared_client: InProcessClient) -> None:
+    assert len(shared_client.get("/" + "a" * 20_000).content) < 1000
+    assert len(shared_client.request("PURGE", "/" + "b" * 20_000).content) < 1000
+    r = shared_client.post("/diamond_price", content=b"{}", headers={"content-type": "text/" + "c" * 20_000})
     assert r.status_code == 415 and len(r.content) < 1000
-    v2 = client.post(
+    v2 = shared_client.post(
         "/v2/models/diamond_price/infer",
         content=b"{}",
         headers={"content-type": "text/" + "c" * 20_000, "inference-header-content-length": "9" * 10_000},
@@ -283,9 +285,11 @@ def test_long_paths_methods_and_headers_are_clipped_in_errors(client: TestClient
     ],
     ids=["empty-objects", "many-inputs", "many-parameters", "long-shape", "many-outputs"],
 )
-def test_v2_bodies_that_would_explode_into_errors_are_refused_cheaply(client: TestClient, body: bytes) -> None:
+def test_v2_bodies_that_would_explode_into_errors_are_refused_cheaply(
+    shared_client: InProcessClient, body: bytes
+) -> None:
     started = time.perf_counter()
-    r = post_raw(client, "/v2/models/diamond_price/infer", body)
+    r = post_raw(shared_client, "/v2/models/diamond_price/infer", body)
     elapsed = time.perf_counter() - started
     assert r.status_code == 400, r.text[:300]
     assert len(r.content) <= MAX_ERROR_BYTES

@@ -81,6 +81,7 @@ console.log(JSON.stringify({ meta, prices: Array.from(prices, (p) => (Number.isF
 """
 
 
+@pytest.mark.slow
 def test_node_prices_like_python_and_nan_exactly_outside_the_schema(
     shipped: tuple[ModelSettings, Path], tmp_path: Path
 ) -> None:
@@ -102,6 +103,7 @@ def test_node_prices_like_python_and_nan_exactly_outside_the_schema(
     assert json.loads(out["meta"]["feature_schema"]) == FEATURES.to_dict()
 
 
+@pytest.mark.slow
 def test_node_example_prints_prices_and_null_where_it_cannot_price(
     shipped: tuple[ModelSettings, Path], tmp_path: Path
 ) -> None:
@@ -151,6 +153,7 @@ def test_node_install_is_pinned() -> None:
     assert installed["version"] == pinned, f"installed onnxruntime-node differs from the lock: run `{INSTALL}`"
 
 
+@pytest.mark.slow
 def test_python_example_prints_prices_and_null_where_it_cannot_price(
     shipped: tuple[ModelSettings, Path], tmp_path: Path
 ) -> None:

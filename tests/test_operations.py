@@ -117,6 +117,7 @@ def test_metrics_in_process_reflect_a_reload(served: Project) -> None:
     assert metric(text, "diamond_model_reloads_total", outcome="failure") == 1
 
 
+@pytest.mark.slow
 def test_sigterm_lets_an_in_flight_request_finish(served: Project) -> None:
     body = json.dumps({"diamonds": [GOOD] * 200}).encode()
     with running_server(env_for(served)) as (base, proc):
@@ -144,6 +145,7 @@ def test_sigterm_lets_an_in_flight_request_finish(served: Project) -> None:
         assert proc.wait(timeout=10) in (0, -signal.SIGTERM)
 
 
+@pytest.mark.slow
 def test_bad_settings_are_logged_once_per_change_not_per_check(served: Project, tmp_path: Path) -> None:
     with running_server(env_for(served, RELOAD_INTERVAL="0.1"), log_dir=tmp_path) as (base, _):
         served.settings.write_text("{broken")

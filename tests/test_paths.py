@@ -46,6 +46,27 @@ def test_explicit_registry_and_relative_paths(tmp_path: Path, monkeypatch: pytes
     assert resolve_paths(env, registry=Path("/x/r")).registry == Path("/x/r")
 
 
+def test_an_empty_variable_counts_as_unset() -> None:
+    assert resolve_paths({"MODEL_SETTINGS": "", "MODEL_REGISTRY": "", "DIAMOND_DB": ""}) == resolve_paths({})
+
+
+def test_an_explicit_settings_file_takes_the_default_registry_along(tmp_path: Path) -> None:
+    moved = resolve_paths({"MODEL_SETTINGS": "/elsewhere/modelsettings.json"}, settings=tmp_path / "s.json")
+    assert moved.settings == tmp_path / "s.json" and moved.registry == tmp_path / "model_registry"
+    assert moved.db == PROJECT_ROOT / "diamond.db"
+    # MODEL_REGISTRY still names the registry when set; an explicit registry wins over it.
+    named = resolve_paths({"MODEL_REGISTRY": "/env/registry"}, settings=tmp_path / "s.json")
+    assert named.registry == Path("/env/registry")
+    assert resolve_paths({"MODEL_REGISTRY": "/env/registry"}, registry=tmp_path / "r").registry == tmp_path / "r"
+
+
+def test_relative_arguments_resolve_from_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    paths = resolve_paths({"DIAMOND_DB": "/env/d.db"}, db=Path("d.db"), settings=Path("conf/m.json"))
+    assert paths.db == tmp_path / "d.db"
+    assert paths.settings == tmp_path / "conf" / "m.json" and paths.registry == tmp_path / "conf" / "model_registry"
+
+
 def test_training_with_only_model_settings_writes_where_the_service_reads(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:

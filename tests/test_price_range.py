@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,9 +13,7 @@ from starlette.testclient import TestClient
 from inference.app import create_app
 from inference.onnx_io import make_feeds
 from inference.schema import FEATURES
-from tests.helpers import Project, make_db, settings_for, tiny_factory
-from training.paths import TrainingPaths
-from training.train import run
+from tests.helpers import InProcessClient, Project, settings_for
 
 GOOD = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
 ROWS = [GOOD, {"carat": 1.51, "cut": "Premium", "color": "E", "clarity": "SI1"}, {**GOOD, "carat": 3.2}]
@@ -33,10 +30,10 @@ def onnx_outputs(p: Project, rows: list[dict[str, Any]]) -> list[np.ndarray]:
     return [o.ravel() for o in session.run(None, make_feeds({n: [r[n] for r in rows] for n in FEATURES.names}))]
 
 
-def test_one_price_comes_with_its_range(client: TestClient, served: Project) -> None:
-    body = client.post("/diamond_price", json=GOOD).json()
+def test_one_price_comes_with_its_range(shared_client: InProcessClient, trained: Project) -> None:
+    body = shared_client.post("/diamond_price", json=GOOD).json()
     assert set(body) == {"price", "price_range", "model_version"}
-    price, low, high = (float(x[0]) for x in onnx_outputs(served, [GOOD]))
+    price, low, high = (float(x[0]) for x in onnx_outputs(trained, [GOOD]))
     assert body["price"] == pytest.approx(price, abs=0.006)
     assert body["price_range"]["low"] == pytest.approx(low, abs=0.006)
     assert body["price_range"]["high"] == pytest.approx(high, abs=0.006)
@@ -44,29 +41,25 @@ def test_one_price_comes_with_its_range(client: TestClient, served: Project) -> 
     assert body["price_range"]["low"] <= body["price"] <= body["price_range"]["high"]
 
 
-def test_every_row_of_a_batch_comes_with_its_range(client: TestClient, served: Project) -> None:
-    body = client.post("/diamond_prices", json={"diamonds": ROWS}).json()
-    price, low, high = onnx_outputs(served, ROWS)
+def test_every_row_of_a_batch_comes_with_its_range(shared_client: InProcessClient, trained: Project) -> None:
+    body = shared_client.post("/diamond_prices", json={"diamonds": ROWS}).json()
+    price, low, high = onnx_outputs(trained, ROWS)
     np.testing.assert_allclose(body["prices"], price, atol=0.006)
     assert [r["level"] for r in body["price_ranges"]] == [0.8] * len(ROWS)
     np.testing.assert_allclose([r["low"] for r in body["price_ranges"]], low, atol=0.006)
     np.testing.assert_allclose([r["high"] for r in body["price_ranges"]], high, atol=0.006)
-    singles = [client.post("/diamond_price", json=row).json() for row in ROWS]
+    singles = [shared_client.post("/diamond_price", json=row).json() for row in ROWS]
     assert [s["price_range"] for s in singles] == body["price_ranges"]
 
 
-def test_health_reports_the_recorded_calibration(client: TestClient, served: Project) -> None:
-    model = client.get("/").json()["model"]
-    assert model["price_range"] == json.loads(served.settings.read_text())["price_range"]
+def test_health_reports_the_recorded_calibration(shared_client: InProcessClient, trained: Project) -> None:
+    model = shared_client.get("/").json()["model"]
+    assert model["price_range"] == json.loads(trained.settings.read_text())["price_range"]
     assert set(model["price_range"]) == {"level", "coverage", "mean_width"}
 
 
-def test_a_model_without_a_range_still_serves_with_null_ranges(tmp_path: Path) -> None:
-    p = Project(tmp_path / "plain")
-    p.root.mkdir()
-    make_db(p.db)
-    run(TrainingPaths(p.db, p.settings, p.registry), pipeline_factory=tiny_factory(interval=False))
-    with app_client(p) as c:
+def test_a_model_without_a_range_still_serves_with_null_ranges(plain: Project) -> None:
+    with app_client(plain) as c:
         one = c.post("/diamond_price", json=GOOD).json()
         assert one["price_range"] is None and one["price"] > 0
         batch = c.post("/diamond_prices", json={"diamonds": ROWS}).json()
@@ -90,8 +83,8 @@ def v2_inputs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def test_v2_metadata_lists_every_output(client: TestClient) -> None:
-    meta = client.get("/v2/models/diamond_price").json()
+def test_v2_metadata_lists_every_output(shared_client: InProcessClient) -> None:
+    meta = shared_client.get("/v2/models/diamond_price").json()
     assert [o["name"] for o in meta["outputs"]] == ["price", "price_low", "price_high"]
 
 
@@ -99,22 +92,24 @@ ORDERS = [["price_high"], ["price_low", "price"], ["price", "price_low", "price_
 
 
 @pytest.mark.parametrize("wanted", ORDERS)
-def test_v2_outputs_field_selects_and_orders_outputs(client: TestClient, wanted: list[str]) -> None:
-    r = client.post(INFER, json={"inputs": v2_inputs(ROWS), "outputs": [{"name": n} for n in wanted]})
+def test_v2_outputs_field_selects_and_orders_outputs(shared_client: InProcessClient, wanted: list[str]) -> None:
+    r = shared_client.post(INFER, json={"inputs": v2_inputs(ROWS), "outputs": [{"name": n} for n in wanted]})
     assert r.status_code == 200, r.text
     outputs = r.json()["outputs"]
     assert [o["name"] for o in outputs] == wanted
-    everything = {o["name"]: o["data"] for o in client.post(INFER, json={"inputs": v2_inputs(ROWS)}).json()["outputs"]}
+    everything = {
+        o["name"]: o["data"] for o in shared_client.post(INFER, json={"inputs": v2_inputs(ROWS)}).json()["outputs"]
+    }
     for o in outputs:
         assert o["data"] == everything[o["name"]] and o["shape"] == [len(ROWS), 1]
 
 
-def test_v2_binary_and_json_outputs_mix_per_output(client: TestClient) -> None:
+def test_v2_binary_and_json_outputs_mix_per_output(shared_client: InProcessClient) -> None:
     request = {
         "inputs": v2_inputs(ROWS),
         "outputs": [{"name": "price_low", "parameters": {"binary_data": True}}, {"name": "price"}],
     }
-    r = client.post(INFER, json=request)
+    r = shared_client.post(INFER, json=request)
     assert r.status_code == 200
     split = int(r.headers["inference-header-content-length"])
     header = json.loads(r.content[:split])
@@ -134,7 +129,7 @@ def test_v2_binary_and_json_outputs_mix_per_output(client: TestClient) -> None:
     ],
 )
 def test_v2_bad_output_requests_are_400_naming_the_output(
-    client: TestClient, outputs: list[dict[str, Any]], message: str
+    shared_client: InProcessClient, outputs: list[dict[str, Any]], message: str
 ) -> None:
-    r = client.post(INFER, json={"inputs": v2_inputs(ROWS), "outputs": outputs})
+    r = shared_client.post(INFER, json={"inputs": v2_inputs(ROWS), "outputs": outputs})
     assert r.status_code == 400 and message in r.json()["error"]

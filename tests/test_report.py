@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,13 @@ import pytest
 
 from inference.onnx_io import make_feeds, open_session, predict
 from inference.schema import FEATURES
-from tests.helpers import Project, tiny_factory
+from tests.helpers import Project, Run
 from training import data, gate
-from training.paths import TrainingPaths
 from training.registry import Registry
 from training.report import RunFacts, render_run
 from training.report.evaluation import carat_band_labels
-from training.train import run
 
 UNPROMOTED = re.compile(r"^reports/diamond_price-\d{8}T\d{6}Z(-\d+)?-(rejected|failed)\.report\.html$")
-
-
-def paths(p: Project) -> TrainingPaths:
-    return TrainingPaths(p.db, p.settings, p.registry)
 
 
 def history(p: Project) -> list[dict[str, Any]]:
@@ -73,8 +66,8 @@ def holdout_of(p: Project) -> Any:
     return dataset, dataset.frame[dataset.holdout]
 
 
-def test_a_promoted_run_writes_its_report_beside_the_model_and_the_history_names_it(project: Project) -> None:
-    outcome = run(paths(project), pipeline_factory=tiny_factory())
+def test_a_promoted_run_writes_its_report_beside_the_model_and_the_history_names_it(first_run: Run) -> None:
+    project, outcome = first_run.project, first_run.outcome
     report = project.registry / "diamond_price-v1.report.html"
     assert outcome.report == report and report.is_file()
     (line,) = history(project)
@@ -95,9 +88,8 @@ def test_a_promoted_run_writes_its_report_beside_the_model_and_the_history_names
     assert page.sections == ["decision", "data", "comparison", "interval", "plots", "history", "candidate"]
 
 
-def test_segment_figures_are_both_models_errors_on_the_same_rows(project: Project) -> None:
-    run(paths(project), pipeline_factory=tiny_factory(max_iter=3))
-    outcome = run(paths(project), pipeline_factory=tiny_factory(max_iter=60))
+def test_segment_figures_are_both_models_errors_on_the_same_rows(upgraded: Run) -> None:
+    project, outcome = upgraded.project, upgraded.outcome  # a weak v1, then 60 iterations
     assert outcome.promoted and outcome.report is not None
     figures = report_data(outcome.report)
     assert figures["current_version"] == 1 and figures["version"] == 2
@@ -124,10 +116,9 @@ def test_segment_figures_are_both_models_errors_on_the_same_rows(project: Projec
     assert figures["candidate_mae"] == pytest.approx(float(errors[2].mean()), abs=1e-4)
 
 
-def test_a_rejected_run_files_its_report_under_reports_and_leaves_the_promoted_one(project: Project) -> None:
-    run(paths(project), pipeline_factory=tiny_factory())
-    promoted = (project.registry / "diamond_price-v1.report.html").read_bytes()
-    outcome = run(paths(project), pipeline_factory=tiny_factory())
+def test_a_rejected_run_files_its_report_under_reports_and_leaves_the_promoted_one(retrained: Run) -> None:
+    project, outcome = retrained.project, retrained.outcome  # the same pipeline twice on the same rows
+    promoted = retrained.before["diamond_price-v2.report.html"]  # the current model's
     assert not outcome.promoted and outcome.report is not None
     line = history(project)[-1]
     assert UNPROMOTED.match(line["report"]) and line["report"].endswith("-rejected.report.html"), line["report"]
@@ -138,8 +129,8 @@ def test_a_rejected_run_files_its_report_under_reports_and_leaves_the_promoted_o
     assert figures["decision"] == "rejected" and figures["version"] is None
     assert figures["candidate_mae"] == line["candidate_mae"] and figures["current_mae"] == line["current_mae"]
     assert "Rejected" in figures["reason"]
-    assert (project.registry / "diamond_price-v1.report.html").read_bytes() == promoted
-    assert not (project.registry / "diamond_price-v2.report.html").exists()
+    assert (project.registry / "diamond_price-v2.report.html").read_bytes() == promoted
+    assert not (project.registry / "diamond_price-v3.report.html").exists()
 
 
 def test_a_report_is_self_contained(trained: Project) -> None:
@@ -183,16 +174,15 @@ def facts_for(p: Project, candidate: bytes, current: Any) -> RunFacts:
     )
 
 
-def test_the_interval_section_appears_only_when_the_model_has_one(served: Project, tmp_path: Path) -> None:
-    blob = (served.registry / "diamond_price-v1.onnx").read_bytes()
+def test_the_interval_section_appears_only_when_the_model_has_one(trained: Project, tmp_path: Path) -> None:
+    blob = (trained.registry / "diamond_price-v1.onnx").read_bytes()
     plain = tmp_path / "plain.html"
-    plain.write_text(render_run(facts_for(served, without_interval(blob), None)))
+    plain.write_text(render_run(facts_for(trained, without_interval(blob), None)))
     assert "interval" not in links(plain).sections and "interval" not in report_data(plain)
 
-    page = tmp_path / "interval.html"
-    page.write_text(render_run(facts_for(served, blob, None)))
+    page = trained.registry / "diamond_price-v1.report.html"  # the run that promoted this model wrote it
     assert "interval" in links(page).sections
-    _, holdout = holdout_of(served)
+    _, holdout = holdout_of(trained)
     feeds = make_feeds({n: holdout[n].to_numpy() for n in FEATURES.names})
     price, low, high = (o.ravel() for o in open_session(blob).run(["price", "price_low", "price_high"], feeds))
     assert (low <= price).all() and (price <= high).all()
@@ -205,9 +195,9 @@ def test_the_interval_section_appears_only_when_the_model_has_one(served: Projec
     assert (shown["coverage"], shown["mean_width"]) == (gate_scores.coverage, gate_scores.mean_width)
 
 
-def test_the_command_line_prints_the_report_and_files_one_for_a_failed_run(trained: Project, tmp_path: Path) -> None:
-    project = Project(tmp_path / "p")
-    shutil.copytree(trained.root, project.root, ignore=shutil.ignore_patterns(".lock"))
+@pytest.mark.slow
+def test_the_command_line_prints_the_report_and_files_one_for_a_failed_run(served: Project) -> None:
+    project = served
     before = project.snapshot()
     project.db.unlink()
     result = project.train_cli()

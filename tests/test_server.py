@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers import GOOD, Project, add_version, env_for, write_atomically
 from tests.server import running_server
+
+pytestmark = pytest.mark.slow  # every test starts a real uvicorn process
 
 
 def test_starts_serves_and_logs_to_the_right_streams(served: Project, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from inference.modelsettings import read_verified_model, sha256_file
-from tests.helpers import ROOT, Project, make_db, tiny_factory
+from tests.helpers import ROOT, Project, Run, make_db, tiny_factory
 from training.paths import TrainingPaths
 from training.train import TrainingError, run
 
@@ -26,8 +26,9 @@ def history(p: Project) -> list[dict[str, object]]:
     return [json.loads(line) for line in (p.registry / "history.jsonl").read_text().splitlines()]
 
 
-def test_first_run_promotes_v1_with_a_complete_record(project: Project) -> None:
-    outcome = run(paths(project), pipeline_factory=tiny_factory())
+def test_first_run_promotes_v1_with_a_complete_record(first_run: Run) -> None:
+    project, outcome = first_run.project, first_run.outcome
+    assert first_run.before == {}  # an empty registry, no settings
     assert outcome.promoted and outcome.version == 1 and outcome.current_mae is None
     record = json.loads(project.settings.read_text())
     assert record["version"] == 1
@@ -53,10 +54,8 @@ def test_first_run_promotes_v1_with_a_complete_record(project: Project) -> None:
     assert line["decision"] == "promoted" and line["version"] == 1 and line["current_mae"] is None
 
 
-def test_retraining_on_unchanged_data_rejects_and_changes_only_history(project: Project) -> None:
-    run(paths(project), pipeline_factory=tiny_factory())
-    before = project.snapshot()
-    outcome = run(paths(project), pipeline_factory=tiny_factory())
+def test_retraining_on_unchanged_data_rejects_and_changes_only_history(retrained: Run) -> None:
+    project, outcome, before = retrained.project, retrained.outcome, dict(retrained.before)
     assert not outcome.promoted
     assert outcome.candidate_mae == outcome.current_mae  # same rows, same protocol, same model
     after = project.snapshot()
@@ -67,36 +66,31 @@ def test_retraining_on_unchanged_data_rejects_and_changes_only_history(project: 
     assert last["candidate_mae"] == last["current_mae"]
 
 
-def test_better_candidate_is_promoted_as_the_next_version(project: Project) -> None:
-    run(paths(project), pipeline_factory=tiny_factory(max_iter=3))  # a weak v1
-    outcome = run(paths(project), pipeline_factory=tiny_factory(max_iter=60))
+def test_better_candidate_is_promoted_as_the_next_version(upgraded: Run) -> None:
+    project, outcome = upgraded.project, upgraded.outcome  # a weak v1, then 60 iterations
     assert outcome.promoted and outcome.version == 2
     assert outcome.current_mae is not None and outcome.candidate_mae < outcome.current_mae
     assert json.loads(project.settings.read_text())["version"] == 2
     assert (project.registry / "diamond_price-v1.onnx").exists()  # never removed or overwritten
 
 
-def test_worse_candidate_is_rejected(project: Project) -> None:
-    run(paths(project), pipeline_factory=tiny_factory(max_iter=60))
-    before = project.snapshot()
-    outcome = run(paths(project), pipeline_factory=tiny_factory(max_iter=3))
+def test_worse_candidate_is_rejected(downgraded: Run) -> None:
+    project, outcome, before = downgraded.project, downgraded.outcome, downgraded.before  # 60 iterations, then 3
     assert not outcome.promoted and outcome.current_mae is not None
     assert outcome.candidate_mae > outcome.current_mae
     assert project.settings.read_bytes() == before["modelsettings.json"]
 
 
-def test_gate_scores_current_model_on_todays_rows_not_a_stored_number(project: Project) -> None:
-    run(paths(project), pipeline_factory=tiny_factory())
-    record = json.loads(project.settings.read_text())
-    record["mae"] = 0.01  # a stored figure the candidate could never beat
-    project.settings.write_text(json.dumps(record))
-    outcome = run(paths(project), pipeline_factory=tiny_factory(max_iter=80))
+def test_gate_scores_current_model_on_todays_rows_not_a_stored_number(upgraded: Run) -> None:
+    stored = json.loads(upgraded.before["modelsettings.json"])["mae"]
+    assert stored == 0.01  # a stored figure the candidate could never beat
+    outcome = upgraded.outcome
     assert outcome.current_mae is not None and outcome.current_mae > 1
     assert outcome.promoted
 
 
-def test_tampered_current_model_stops_the_run_and_changes_nothing(project: Project) -> None:
-    run(paths(project), pipeline_factory=tiny_factory())
+def test_tampered_current_model_stops_the_run_and_changes_nothing(served: Project) -> None:
+    project = served  # v1: the tiny pipeline
     model = project.registry / "diamond_price-v1.onnx"
     model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
     before = project.snapshot()
@@ -105,8 +99,8 @@ def test_tampered_current_model_stops_the_run_and_changes_nothing(project: Proje
     assert project.snapshot() == before
 
 
-def test_version_numbers_skip_orphan_files(project: Project) -> None:
-    run(paths(project), pipeline_factory=tiny_factory(max_iter=3))
+def test_version_numbers_skip_orphan_files(weak: Project, tmp_path: Path) -> None:
+    project = weak.copy(tmp_path / "p")  # v1: 3 iterations
     orphan = project.registry / "diamond_price-v2.onnx"
     orphan.write_bytes(b"left by a run killed before it updated the pointer")
     outcome = run(paths(project), pipeline_factory=tiny_factory(max_iter=60))
@@ -153,15 +147,10 @@ def _bad_db(project: Project, kind: str) -> None:
         con.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["missing", "garbage", "no_table", "no_column", "no_rows"])
-def test_cli_bad_database_exits_non_zero_with_one_line_and_changes_nothing(
-    trained: Project, tmp_path: object, kind: str
-) -> None:
-    import shutil
-    from pathlib import Path
-
-    project = Project(Path(str(tmp_path)) / "p")
-    shutil.copytree(trained.root, project.root, ignore=shutil.ignore_patterns(".lock"))
+def test_cli_bad_database_exits_non_zero_with_one_line_and_changes_nothing(served: Project, kind: str) -> None:
+    project = served
     before = project.snapshot()
     _bad_db(project, kind)
     result = project.train_cli()
@@ -172,6 +161,7 @@ def test_cli_bad_database_exits_non_zero_with_one_line_and_changes_nothing(
     assert project.snapshot() == before
 
 
+@pytest.mark.slow
 def test_cli_defaults_resolve_from_the_project_not_the_cwd(tmp_path: object) -> None:
     result = subprocess.run(
         [
@@ -223,6 +213,7 @@ def test_no_wait_exits_75_while_another_run_holds_the_lock(project: Project) -> 
     assert not project.settings.exists()
 
 
+@pytest.mark.slow  # three fits on 4,000 to 9,000 rows
 @pytest.mark.parametrize(("k", "r"), [(6, 2), (13, 6), (9, 4)])
 def test_training_from_nothing_promotes_on_samples_of_the_data(tmp_path: Path, k: int, r: int) -> None:
     """Training from an empty registry promotes on deterministic samples (``id % k = r``),
@@ -235,20 +226,23 @@ def test_training_from_nothing_promotes_on_samples_of_the_data(tmp_path: Path, k
     assert json.loads(p.settings.read_text())["parity_max_abs_diff"] <= 0.01
 
 
-def test_a_model_that_adds_a_price_range_at_the_same_mae_is_promoted_and_says_why(project: Project) -> None:
+def test_a_model_that_adds_a_price_range_at_the_same_mae_is_promoted_and_says_why(
+    plain: Project, ranged: Run, retrained: Run
+) -> None:
     """The documented way in for a new capability: the median is unchanged (same MAE), the
-    candidate adds a calibrated range, and the gate promotes it with both figures logged."""
-    plain = run(paths(project), pipeline_factory=tiny_factory(interval=False))
-    assert plain.promoted
-    assert "price_range" not in json.loads(project.settings.read_text())
-    ranged = run(paths(project), pipeline_factory=tiny_factory())
-    assert ranged.promoted and ranged.version == 2
-    assert ranged.candidate_mae == ranged.current_mae  # the same median model
+    candidate adds a calibrated range, and the gate promotes it with both figures logged.
+    The three runs, one after the other: conftest's plain, ranged and retrained."""
+    assert [h["decision"] for h in history(plain)] == ["promoted"]  # v1: the tiny pipeline without its range
+    assert "price_range" not in json.loads(plain.settings.read_text())
+    assert ranged.before["modelsettings.json"] == plain.settings.read_bytes()
+    project, outcome = ranged.project, ranged.outcome  # the tiny pipeline with its range
+    assert outcome.promoted and outcome.version == 2
+    assert outcome.candidate_mae == outcome.current_mae  # the same median model
     record = json.loads(project.settings.read_text())
     assert record["price_range"]["level"] == 0.8 and 0 < record["price_range"]["coverage"] <= 1
     assert record["outputs"] == ["price", "price_low", "price_high"] and record["min_onnxruntime"] == "1.16"
     last = history(project)[-1]
     assert last["decision"] == "promoted" and "as good" in str(last["reason"]) and "price range" in str(last["reason"])
     assert last["price_range"] == record["price_range"]
-    again = run(paths(project), pipeline_factory=tiny_factory())
-    assert not again.promoted and "MAE not lower" in str(history(project)[-1]["reason"])
+    again = retrained.outcome  # the same pipeline once more
+    assert not again.promoted and "MAE not lower" in str(history(retrained.project)[-1]["reason"])

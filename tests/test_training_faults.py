@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from inference.modelsettings import ModelFileError, read_verified_model, strict_json_loads
-from tests.helpers import ROOT, Project, make_db, tiny_factory
+from tests.helpers import ROOT, Project, Run, make_db, tiny_factory
 from training import data
 from training.__main__ import main as training_main
 from training.paths import TrainingPaths
@@ -74,13 +74,13 @@ def test_a_non_finite_mae_is_never_promoted_nor_written(tmp_path: Path) -> None:
     assert "Rejected" in report and "not a finite number" in report
 
 
-def test_a_pointer_whose_mae_is_infinity_is_refused_by_readers(served: Project) -> None:
-    outcome = run(paths(served), pipeline_factory=tiny_factory(max_iter=41))
-    assert outcome.current_version == 1
-    record = json.loads(served.settings.read_text())
-    served.settings.write_text(json.dumps(record).replace(f'"mae": {record["mae"]}', '"mae": Infinity'))
+def test_a_pointer_whose_mae_is_infinity_is_refused_by_readers(upgraded: Run, tmp_path: Path) -> None:
+    assert upgraded.outcome.current_version == 1  # the pointer a second run wrote
+    p = upgraded.project.copy(tmp_path / "p")
+    record = json.loads(p.settings.read_text())
+    p.settings.write_text(json.dumps(record).replace(f'"mae": {record["mae"]}', '"mae": Infinity'))
     with pytest.raises(ModelFileError, match="not valid JSON"):
-        read_verified_model(served.settings, served.registry)
+        read_verified_model(p.settings, p.registry)
 
 
 def test_the_registry_refuses_to_write_non_strict_json(served: Project) -> None:

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import gzip
 import json
-import sqlite3
 import struct
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import numpy as np
 import pytest
-import tritonclient.http as httpclient
 from starlette.testclient import TestClient
-from tritonclient.utils import InferenceServerException
 
 from inference import v2_models
 from inference.app import create_app
 from inference.schema import FEATURES
-from tests.helpers import REPO_DB, Project, settings_for
+from tests.helpers import InProcessClient, Project, repo_features, settings_for
 from tests.server import running_server
+
+if TYPE_CHECKING:  # imported where used: only the slow tests run the reference client
+    import tritonclient.http as httpclient
 
 MODEL = "diamond_price"
 INFER = f"/v2/models/{MODEL}/infer"
@@ -31,14 +31,12 @@ Row = dict[str, Any]
 
 def db_rows(n: int, seed: int = 0) -> list[Row]:
     """A seeded random sample of the repo's diamonds (all inside the feature schema)."""
-    con = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
-    data = con.execute("SELECT carat, cut, color, clarity FROM diamonds ORDER BY id").fetchall()
-    con.close()
+    data = repo_features()
     picked = np.random.default_rng(seed).choice(len(data), size=n, replace=False)
     return [dict(zip(FEATURES.names, data[i], strict=True)) for i in picked]
 
 
-def api_prices(client: httpx.Client | TestClient, rows: list[Row]) -> list[float]:
+def api_prices(client: httpx.Client | InProcessClient | TestClient, rows: list[Row]) -> list[float]:
     """What ``/diamond_prices`` says for ``rows``."""
     r = client.post("/diamond_prices", json={"diamonds": rows})
     assert r.status_code == 200, r.text
@@ -46,7 +44,7 @@ def api_prices(client: httpx.Client | TestClient, rows: list[Row]) -> list[float
     return prices
 
 
-def json_prices(client: httpx.Client | TestClient, rows: list[Row]) -> np.ndarray:
+def json_prices(client: httpx.Client | InProcessClient | TestClient, rows: list[Row]) -> np.ndarray:
     """``/diamond_prices`` as the FP32 ``[N, 1]`` tensor V2 must return."""
     return np.asarray(api_prices(client, rows), dtype=np.float32).reshape(-1, 1)
 
@@ -125,6 +123,8 @@ def read_binary_price(r: Reply) -> tuple[dict[str, Any], np.ndarray]:
 
 
 def triton_inputs(rows: list[Row], binary: bool, shape2: bool = True) -> list[httpclient.InferInput]:
+    import tritonclient.http as httpclient
+
     inputs = []
     for n in FEATURES.names:
         if n in FEATURES.numeric:
@@ -141,6 +141,8 @@ def triton_inputs(rows: list[Row], binary: bool, shape2: bool = True) -> list[ht
 
 @pytest.fixture
 def triton(served: Project) -> Iterator[tuple[httpclient.InferenceServerClient, httpx.Client]]:
+    import tritonclient.http as httpclient
+
     env = {"MODEL_SETTINGS": str(served.settings), "MODEL_REGISTRY": str(served.registry)}
     with running_server(env) as (base, _):
         client = httpclient.InferenceServerClient(url=base.removeprefix("http://"), network_timeout=30)
@@ -151,7 +153,10 @@ def triton(served: Project) -> Iterator[tuple[httpclient.InferenceServerClient, 
             client.close()
 
 
+@pytest.mark.slow
 def test_reference_client_health_and_metadata(triton: tuple[httpclient.InferenceServerClient, httpx.Client]) -> None:
+    from tritonclient.utils import InferenceServerException
+
     client, _ = triton
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready(MODEL) and client.is_model_ready(MODEL, "1")
@@ -176,9 +181,12 @@ def test_reference_client_health_and_metadata(triton: tuple[httpclient.Inference
         assert err.value.status() == "404"
 
 
+@pytest.mark.slow
 def test_reference_client_prices_1000_rows_like_the_json_api(
     triton: tuple[httpclient.InferenceServerClient, httpx.Client],
 ) -> None:
+    import tritonclient.http as httpclient
+
     client, http = triton
     rows = db_rows(1000)
     expected = json_prices(http, rows)
@@ -210,7 +218,10 @@ def test_reference_client_prices_1000_rows_like_the_json_api(
         np.testing.assert_array_equal(result.as_numpy("price"), expected[:10])
 
 
+@pytest.mark.slow
 def test_reference_client_sees_errors_as_4xx(triton: tuple[httpclient.InferenceServerClient, httpx.Client]) -> None:
+    from tritonclient.utils import InferenceServerException
+
     client, _ = triton
     rows = db_rows(3)
     rows[1]["cut"] = "Superb"
@@ -228,16 +239,16 @@ def test_reference_client_sees_errors_as_4xx(triton: tuple[httpclient.InferenceS
 # --- in process: every route, every error -------------------------------------------------------------
 
 
-def test_health_and_metadata_match_their_documented_models(client: TestClient) -> None:
-    assert v2_models.ServerLive.model_validate(client.get("/v2/health/live").json()).live
-    assert v2_models.ServerReady.model_validate(client.get("/v2/health/ready").json()).ready
-    server = v2_models.ServerMetadata.model_validate(client.get("/v2").json())
+def test_health_and_metadata_match_their_documented_models(shared_client: InProcessClient) -> None:
+    assert v2_models.ServerLive.model_validate(shared_client.get("/v2/health/live").json()).live
+    assert v2_models.ServerReady.model_validate(shared_client.get("/v2/health/ready").json()).ready
+    server = v2_models.ServerMetadata.model_validate(shared_client.get("/v2").json())
     assert server.extensions == ["binary_tensor_data"]
     for path in (f"/v2/models/{MODEL}", f"/v2/models/{MODEL}/versions/1"):
-        meta = v2_models.ModelMetadata.model_validate(client.get(path).json())
+        meta = v2_models.ModelMetadata.model_validate(shared_client.get(path).json())
         assert meta.versions == ["1"] and [t.name for t in meta.inputs] == list(FEATURES.names)
     for path in (f"/v2/models/{MODEL}/ready", f"/v2/models/{MODEL}/versions/1/ready"):
-        r = client.get(path)
+        r = shared_client.get(path)
         assert r.status_code == 200 and r.json() == {"name": MODEL, "ready": True}
 
 
@@ -251,10 +262,10 @@ def test_health_and_metadata_match_their_documented_models(client: TestClient) -
         f"/v2/models/{MODEL}/versions/v1/ready",
     ],
 )
-def test_other_models_and_versions_are_404(client: TestClient, path: str) -> None:
-    r = client.get(path)
+def test_other_models_and_versions_are_404(shared_client: InProcessClient, path: str) -> None:
+    r = shared_client.get(path)
     assert r.status_code == 404 and r.json()["error"]
-    r = client.post((path.removesuffix("/ready")) + "/infer", json={"inputs": tensors(db_rows(1))})
+    r = shared_client.post((path.removesuffix("/ready")) + "/infer", json={"inputs": tensors(db_rows(1))})
     assert r.status_code == 404 and ("other" in r.json()["error"] or "version" in r.json()["error"])
 
 
@@ -274,36 +285,38 @@ def test_without_a_model_nothing_is_ready(served: Project) -> None:
 
 
 @pytest.mark.parametrize("rows", [1, 64, 1000])
-def test_json_and_binary_prices_equal_the_json_api(client: TestClient, rows: int) -> None:
+def test_json_and_binary_prices_equal_the_json_api(shared_client: InProcessClient, rows: int) -> None:
     sample = db_rows(rows, seed=rows)
-    expected = json_prices(client, sample)
+    expected = json_prices(shared_client, sample)
     for shape2 in (True, False):
-        r = client.post(INFER, json={"id": "x", "inputs": tensors(sample, shape2)})
+        r = shared_client.post(INFER, json={"id": "x", "inputs": tensors(sample, shape2)})
         assert r.status_code == 200, r.text
         response = v2_models.InferenceResponse.model_validate(r.json())
         assert response.id == "x" and response.model_name == MODEL and response.model_version == "1"
         assert [o.name for o in response.outputs] == ["price", "price_low", "price_high"]
         assert all(o.datatype == "FP32" and o.shape == [rows, 1] for o in response.outputs)
         price, low, high = (o.data for o in response.outputs)
-        assert price == api_prices(client, sample)
-        ranges = client.post("/diamond_prices", json={"diamonds": sample}).json()["price_ranges"]
+        assert price == api_prices(shared_client, sample)
+        ranges = shared_client.post("/diamond_prices", json={"diamonds": sample}).json()["price_ranges"]
         assert low == [r["low"] for r in ranges] and high == [r["high"] for r in ranges]
     body, headers = binary_request(sample, parameters={"binary_data_output": True})
-    r = client.post(INFER, content=body, headers=headers)
+    r = shared_client.post(INFER, content=body, headers=headers)
     assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
     header, prices = read_binary_price(r)
     assert "id" not in header
     np.testing.assert_array_equal(prices, expected)
 
 
-def test_nested_json_data_is_accepted(client: TestClient) -> None:
+def test_nested_json_data_is_accepted(shared_client: InProcessClient) -> None:
     rows = db_rows(5)
     inputs = tensors(rows)
     for tensor in inputs:
         tensor["data"] = [[x] for x in tensor["data"]]
-    r = client.post(INFER, json={"inputs": inputs})
+    r = shared_client.post(INFER, json={"inputs": inputs})
     assert r.status_code == 200
-    np.testing.assert_array_equal(np.float32(r.json()["outputs"][0]["data"]).reshape(-1, 1), json_prices(client, rows))
+    np.testing.assert_array_equal(
+        np.float32(r.json()["outputs"][0]["data"]).reshape(-1, 1), json_prices(shared_client, rows)
+    )
 
 
 @pytest.mark.parametrize(
@@ -320,7 +333,7 @@ def test_nested_json_data_is_accepted(client: TestClient) -> None:
     ],
 )
 def test_outputs_come_back_as_asked(
-    client: TestClient, parameters: dict[str, Any] | None, outputs: list[Any] | None, binary: bool
+    shared_client: InProcessClient, parameters: dict[str, Any] | None, outputs: list[Any] | None, binary: bool
 ) -> None:
     rows = db_rows(3)
     request: dict[str, Any] = {"inputs": tensors(rows)}
@@ -328,14 +341,14 @@ def test_outputs_come_back_as_asked(
         request["parameters"] = parameters
     if outputs is not None:
         request["outputs"] = outputs
-    r = client.post(INFER, json=request)
+    r = shared_client.post(INFER, json=request)
     assert r.status_code == 200
     if binary:
         _, prices = read_binary_price(r)
     else:
         assert HEADER.lower() not in r.headers and r.headers["content-type"] == "application/json"
         prices = np.float32(r.json()["outputs"][0]["data"]).reshape(-1, 1)
-    np.testing.assert_array_equal(prices, json_prices(client, rows))
+    np.testing.assert_array_equal(prices, json_prices(shared_client, rows))
 
 
 ROWS = [
@@ -427,9 +440,9 @@ JSON_ERRORS: dict[str, tuple[Any, str]] = {
 
 
 @pytest.mark.parametrize("case", JSON_ERRORS)
-def test_json_request_errors_are_400_naming_the_problem(client: TestClient, case: str) -> None:
+def test_json_request_errors_are_400_naming_the_problem(shared_client: InProcessClient, case: str) -> None:
     body, expected = JSON_ERRORS[case]
-    r = client.post(INFER, json=body)
+    r = shared_client.post(INFER, json=body)
     assert r.status_code == 400, r.text
     assert r.headers["content-type"] == "application/json"
     assert expected in r.json()["error"]
@@ -449,9 +462,9 @@ RAW_ERRORS: dict[str, tuple[bytes, str]] = {
 
 
 @pytest.mark.parametrize("case", RAW_ERRORS)
-def test_malformed_json_is_400(client: TestClient, case: str) -> None:
+def test_malformed_json_is_400(shared_client: InProcessClient, case: str) -> None:
     body, expected = RAW_ERRORS[case]
-    r = client.post(INFER, content=body, headers={"content-type": "application/json"})
+    r = shared_client.post(INFER, content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
     assert expected in r.json()["error"]
 
@@ -513,39 +526,39 @@ BINARY_ERRORS = {
 
 
 @pytest.mark.parametrize("case", BINARY_ERRORS)
-def test_binary_request_errors_are_400_naming_the_problem(client: TestClient, case: str) -> None:
+def test_binary_request_errors_are_400_naming_the_problem(shared_client: InProcessClient, case: str) -> None:
     body, headers = binary_case(case)
-    r = client.post(INFER, content=body, headers=headers)
+    r = shared_client.post(INFER, content=body, headers=headers)
     assert r.status_code == 400, r.text
     assert BINARY_ERRORS[case] in r.json()["error"]
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "1_0", "99999", " 12x", ""])
-def test_bad_header_length_is_400(client: TestClient, value: str) -> None:
+def test_bad_header_length_is_400(shared_client: InProcessClient, value: str) -> None:
     body, headers = binary_request(ROWS)
-    r = client.post(INFER, content=body, headers={**headers, HEADER: value})
+    r = shared_client.post(INFER, content=body, headers={**headers, HEADER: value})
     assert r.status_code == 400
     assert HEADER in r.json()["error"]
 
 
-def test_header_length_inside_the_json_is_400(client: TestClient) -> None:
+def test_header_length_inside_the_json_is_400(shared_client: InProcessClient) -> None:
     body, headers = binary_request(ROWS)
-    r = client.post(INFER, content=body, headers={**headers, HEADER: str(int(headers[HEADER]) - 3)})
+    r = shared_client.post(INFER, content=body, headers={**headers, HEADER: str(int(headers[HEADER]) - 3)})
     assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
 
 
-def test_no_truncation_or_corruption_of_a_binary_body_is_a_500(client: TestClient) -> None:
+def test_no_truncation_or_corruption_of_a_binary_body_is_a_500(shared_client: InProcessClient) -> None:
     body, headers = binary_request(db_rows(4), id="fuzz")
     split = int(headers[HEADER])
     for end in range(len(body)):
-        r = client.post(INFER, content=body[:end], headers=headers)
+        r = shared_client.post(INFER, content=body[:end], headers=headers)
         assert r.status_code == 400, (end, r.text)
     rng = np.random.default_rng(0)
     for _ in range(300):
         mutated = bytearray(body)
         for at in rng.integers(split if rng.random() < 0.7 else 0, len(body), size=int(rng.integers(1, 4))):
             mutated[at] = int(rng.integers(0, 256))
-        r = client.post(INFER, content=bytes(mutated), headers=headers)
+        r = shared_client.post(INFER, content=bytes(mutated), headers=headers)
         assert r.status_code in (200, 400), r.text
         assert r.headers["content-type"] in ("application/json", "application/octet-stream")
 
@@ -559,19 +572,21 @@ def test_no_truncation_or_corruption_of_a_binary_body_is_a_500(client: TestClien
         ({"content-type": "application/json", "content-encoding": "gzip"}, 400, "not valid gzip data"),
     ],
 )
-def test_content_type_and_encoding(client: TestClient, headers: dict[str, str], status: int, expected: str) -> None:
-    r = client.post(INFER, content=json.dumps(changed("cut")).encode(), headers=headers)
+def test_content_type_and_encoding(
+    shared_client: InProcessClient, headers: dict[str, str], status: int, expected: str
+) -> None:
+    r = shared_client.post(INFER, content=json.dumps(changed("cut")).encode(), headers=headers)
     assert r.status_code == status
     assert expected in r.json()["error"]
 
 
-def test_bodies_without_content_type_and_compressed_bodies_are_priced(client: TestClient) -> None:
+def test_bodies_without_content_type_and_compressed_bodies_are_priced(shared_client: InProcessClient) -> None:
     raw = json.dumps(changed("cut")).encode()
-    assert client.post(INFER, content=raw).status_code == 200
+    assert shared_client.post(INFER, content=raw).status_code == 200
     packed = gzip.compress(raw)
-    r = client.post(INFER, content=packed, headers={"content-encoding": "gzip"})
+    r = shared_client.post(INFER, content=packed, headers={"content-encoding": "gzip"})
     assert r.status_code == 200
-    r = client.post(INFER, content=packed[:-5], headers={"content-encoding": "gzip"})
+    r = shared_client.post(INFER, content=packed[:-5], headers={"content-encoding": "gzip"})
     assert r.status_code == 400 and "truncated" in r.json()["error"]
 
 
@@ -585,15 +600,15 @@ def test_body_limits_hold_for_compressed_and_plain_bodies(served: Project) -> No
         assert r.status_code == 413
 
 
-def test_wrong_methods_are_405(client: TestClient) -> None:
-    assert client.get(INFER).status_code == 405
-    assert client.post("/v2/health/ready").status_code == 405
+def test_wrong_methods_are_405(shared_client: InProcessClient) -> None:
+    assert shared_client.get(INFER).status_code == 405
+    assert shared_client.post("/v2/health/ready").status_code == 405
 
 
-def test_openapi_documents_the_v2_routes(client: TestClient) -> None:
+def test_openapi_documents_the_v2_routes(shared_client: InProcessClient) -> None:
     from openapi_spec_validator import validate
 
-    spec = client.get("/openapi.json").json()
+    spec = shared_client.get("/openapi.json").json()
     validate(spec)
     for path in (
         "/v2",

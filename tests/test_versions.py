@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from inference.modelsettings import read_verified_model
-from tests.helpers import Project, tiny_factory
-from training.paths import TrainingPaths
-from training.train import run
+from tests.helpers import Project, Run
+
+pytestmark = pytest.mark.slow  # every test runs `python -m training` in a process of its own
 
 
 @pytest.fixture
-def two_versions(project: Project) -> Project:
-    paths = TrainingPaths(project.db, project.settings, project.registry)
-    run(paths, pipeline_factory=tiny_factory(max_iter=3))
-    assert run(paths, pipeline_factory=tiny_factory(max_iter=60)).version == 2
-    return project
+def two_versions(upgraded: Run, tmp_path: Path) -> Project:
+    """A weak v1 and a stronger v2, the current one: a copy of the session's :func:`upgraded`."""
+    assert upgraded.outcome.version == 2
+    return upgraded.project.copy(tmp_path / "p")
 
 
 def test_versions_lists_every_version_and_marks_the_current(two_versions: Project) -> None:
