@@ -30,7 +30,7 @@ class RowBatcher:
 
     async def price(self, model: LoadedModel, row: Any) -> list[float]:
         """The validated diamond's values of ``model.outputs`` in USD rounded to cents (see
-        :meth:`LoadedModel.price`); :class:`UnpriceableRows` outside the schema."""
+        :meth:`LoadedModel.price_list`); :class:`UnpriceableRows` outside the schema."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[float]] = loop.create_future()
         if not self._pending:
@@ -47,7 +47,7 @@ class RowBatcher:
             model = items[0][0]
             rows = [row for _, row, _ in items]
             try:
-                outcomes: list[list[float] | BaseException] = model.price(columns(rows)).tolist()
+                outcomes: list[list[float] | BaseException] = list(model.price_list(columns(rows)))
             except UnpriceableRows:  # rare: price one by one, so that only the bad rows fail
                 outcomes = [_price_or_error(model, row) for row in rows]
             except Exception as exc:
@@ -63,7 +63,7 @@ class RowBatcher:
 
 def _price_or_error(model: LoadedModel, row: Any) -> list[float] | BaseException:
     try:
-        (price,) = model.price(columns([row])).tolist()
+        (price,) = model.price_list(columns([row]))
     except UnpriceableRows as exc:
         return exc
     values: list[float] = price

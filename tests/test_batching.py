@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from inference.app import create_app
@@ -25,13 +26,13 @@ def test_concurrent_requests_are_priced_together_and_correctly(
     served: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    original = LoadedModel.price
+    original = LoadedModel.price_list
 
     def counting(self: LoadedModel, columns: Any) -> Any:
         calls.append(len(columns["carat"]))
         return original(self, columns)
 
-    monkeypatch.setattr(LoadedModel, "price", counting)
+    monkeypatch.setattr(LoadedModel, "price_list", counting)
     app = create_app(settings_for(served))
     wanted = rows(24)
 
@@ -78,3 +79,35 @@ def test_a_cancelled_request_does_not_break_the_batch(served: Project) -> None:
         return await kept
 
     assert asyncio.run(main())[0] > 0
+
+
+class _FixedSession:
+    """An onnxruntime stand-in whose outputs are given values (to test the rounding alone)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def get_outputs(self) -> list[SimpleNamespace]:
+        return [SimpleNamespace(name=n) for n in ("price", "price_low", "price_high")]
+
+    def get_modelmeta(self) -> SimpleNamespace:
+        return SimpleNamespace(custom_metadata_map={"price_range_level": "0.8"})
+
+    def run(self, names: list[str], feeds: Any) -> list[np.ndarray]:
+        return [self.values[:, [i]] for i in range(len(names))]
+
+
+@pytest.mark.parametrize("rows", [1, 16, 17, 500])
+def test_the_single_row_path_rounds_exactly_as_the_batch_path(rows: int) -> None:
+    rng = np.random.default_rng(rows)
+    values = rng.uniform(300, 20_000, size=(rows, 3)).astype(np.float32)
+    values[0] = np.float32([0.125, 1.005, 2.675])  # ties and near-ties once scaled to cents
+    values[-1, 0] = np.float32(1234.565)
+    model = LoadedModel(_FixedSession(values), None, None, 0.0)  # type: ignore[arg-type]
+    columns = {"carat": [0.5] * rows, "cut": ["Ideal"] * rows, "color": ["G"] * rows, "clarity": ["VS2"] * rows}
+    assert model.price_list(columns) == model.price(columns).tolist()
+    values[rows // 2, 1] = np.nan
+    for price in (model.price, model.price_list):
+        with pytest.raises(UnpriceableRows) as caught:
+            price(columns)
+        assert caught.value.rows == [rows // 2]
