@@ -176,10 +176,15 @@ def main() -> int:
     print(f"cold start (spawn to first 200 on /), median: {cold:.2f} s  (target <= 1 s)")
     print(f"RSS after load (one worker): {rss['this']:.0f} MB  (target <= 120 MB)")
     if args.baseline:
-        print(f"\nagainst the baseline {args.baseline} (same model, runs interleaved): req/s this / baseline")
+        print(f"\nagainst the baseline {args.baseline} (same model, runs interleaved)")
+        print(f"{'route':<42} {'conns':>5} {'req/s':>9} {'base':>9} {'ratio':>7} {'p99 ms':>8} {'base':>8}")
         for figure, (label, conns) in FIGURES.items():
-            this, base = m[("this", figure)]["rps"], m[("baseline", figure)]["rps"]
-            print(f"{label:<42} {conns:>5} {this:>9.0f} {base:>9.0f} {this / base:>7.2f}x")
+            this, base = m[("this", figure)], m[("baseline", figure)]
+            ratio = this["rps"] / base["rps"]
+            print(
+                f"{label:<42} {conns:>5} {this['rps']:>9.0f} {base['rps']:>9.0f} {ratio:>6.2f}x "
+                f"{this['p99']:>8.2f} {base['p99']:>8.2f}"
+            )
         print(f"RSS: {rss['this']:.0f} MB vs {rss['baseline']:.0f} MB")
     return 0
 
