@@ -9,7 +9,6 @@ reference is replaced, so a failed load leaves the serving model untouched.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -29,14 +28,12 @@ from inference.modelsettings import ModelFileError, ModelSettings, read_verified
 from inference.onnx_io import (
     OUTPUT,
     RANGE_OUTPUTS,
+    check_interface,
     make_feeds,
-    metadata,
     open_session,
-    predict,
     predict_outputs,
     range_level,
 )
-from inference.schema import FEATURES, FeatureSchema
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +177,7 @@ class ModelHolder:
                 session = open_session(blob)
             except Exception as exc:  # onnxruntime raises its own error types for corrupt graphs
                 raise ModelFileError(f"onnxruntime cannot load {settings.path}: {exc}") from None
-            self._check_interface(session, settings)
+            check_interface(session)
         except ModelFileError:
             self._report("failure", time.perf_counter() - started, None)
             raise
@@ -227,31 +224,3 @@ class ModelHolder:
     def _report(self, outcome: str, seconds: float, model: LoadedModel | None) -> None:
         if self._on_load is not None:
             self._on_load(outcome, seconds, model)
-
-    def _check_interface(self, session: ort.InferenceSession, settings: ModelSettings) -> None:
-        names = [i.name for i in session.get_inputs()]
-        if names != list(FEATURES.names):
-            raise ModelFileError(f"model inputs {names} do not match the feature schema {list(FEATURES.names)}")
-        outputs = [o.name for o in session.get_outputs()]
-        if OUTPUT not in outputs:
-            raise ModelFileError(f"model has no {OUTPUT!r} output (outputs: {outputs})")
-        if any(n in outputs for n in RANGE_OUTPUTS) and not all(n in outputs for n in RANGE_OUTPUTS):
-            raise ModelFileError(
-                f"model has only one of the price range's outputs {RANGE_OUTPUTS} (outputs: {outputs})"
-            )
-        carried = metadata(session).get("feature_schema")
-        if carried is not None:
-            try:
-                same = FeatureSchema.from_dict(json.loads(carried)) == FEATURES
-            except (ValueError, KeyError, TypeError):
-                same = False
-            if not same:
-                raise ModelFileError("the model was trained for a different feature schema than this service validates")
-        probe: dict[str, list[Any]] = {n: [lo] for n, (lo, _) in FEATURES.numeric.items()}
-        probe.update({n: [values[0]] for n, values in FEATURES.categorical.items()})
-        try:
-            price = predict(session, make_feeds(probe))
-        except Exception as exc:
-            raise ModelFileError(f"trial prediction failed: {exc}") from None
-        if price.shape != (1,) or not np.isfinite(price[0]):
-            raise ModelFileError(f"trial prediction returned {price!r}, expected one finite price")

@@ -8,12 +8,14 @@ the feature schema. Training and serving both go through here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from inference.modelsettings import ModelFileError
 from inference.schema import FEATURES, FeatureSchema
 
 OUTPUT = "price"
@@ -77,3 +79,38 @@ def range_level(session: ort.InferenceSession) -> float | None:
 def metadata(session: ort.InferenceSession) -> dict[str, str]:
     """The model's ``metadata_props``."""
     return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def check_inputs(session: ort.InferenceSession) -> None:
+    """:class:`ModelFileError` unless the model takes exactly the feature schema's inputs, in order."""
+    names = [i.name for i in session.get_inputs()]
+    if names != list(FEATURES.names):
+        raise ModelFileError(f"model inputs {names} do not match the feature schema {list(FEATURES.names)}")
+
+
+def check_interface(session: ort.InferenceSession) -> None:
+    """What the service checks before it serves a model: the schema's inputs, a ``price`` output,
+    both range outputs or neither, the feature schema the model carries (if it does) equal to this
+    one, and one finite trial price. :class:`ModelFileError` naming the first problem."""
+    check_inputs(session)
+    outputs = [o.name for o in session.get_outputs()]
+    if OUTPUT not in outputs:
+        raise ModelFileError(f"model has no {OUTPUT!r} output (outputs: {outputs})")
+    if any(n in outputs for n in RANGE_OUTPUTS) and not all(n in outputs for n in RANGE_OUTPUTS):
+        raise ModelFileError(f"model has only one of the price range's outputs {RANGE_OUTPUTS} (outputs: {outputs})")
+    carried = metadata(session).get("feature_schema")
+    if carried is not None:
+        try:
+            same = FeatureSchema.from_dict(json.loads(carried)) == FEATURES
+        except (ValueError, KeyError, TypeError):
+            same = False
+        if not same:
+            raise ModelFileError("the model was trained for a different feature schema than this service validates")
+    probe: dict[str, list[Any]] = {n: [lo] for n, (lo, _) in FEATURES.numeric.items()}
+    probe.update({n: [values[0]] for n, values in FEATURES.categorical.items()})
+    try:
+        price = predict(session, make_feeds(probe))
+    except Exception as exc:
+        raise ModelFileError(f"trial prediction failed: {exc}") from None
+    if price.shape != (1,) or not np.isfinite(price[0]):
+        raise ModelFileError(f"trial prediction returned {price!r}, expected one finite price")

@@ -28,8 +28,7 @@ from typing import Any
 
 from inference.api_models import MAX_BATCH
 from inference.modelsettings import MODEL_NAME, ModelFileError
-from inference.onnx_io import open_session
-from inference.schema import FEATURES
+from inference.onnx_io import check_inputs, open_session
 from training.registry import Registry, atomic_write
 
 log = logging.getLogger(__name__)
@@ -78,9 +77,7 @@ def signature(blob: bytes) -> tuple[list[Tensor], list[Tensor]]:
     session = open_session(blob)
     inputs = _tensors(session.get_inputs(), "input")
     outputs = _tensors(session.get_outputs(), "output")
-    names = [t.name for t in inputs]
-    if names != list(FEATURES.names):
-        raise ModelFileError(f"model inputs {names} do not match the feature schema {list(FEATURES.names)}")
+    check_inputs(session)
     return inputs, outputs
 
 

@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inference.modelsettings import ModelFileError, sha256_file
-from inference.onnx_io import metadata, open_session
-from inference.schema import FEATURES
+from inference.onnx_io import check_inputs, metadata, open_session
 from training.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -48,9 +47,7 @@ class VersionInfo:
 def _model_record(blob: bytes) -> dict[str, Any]:
     """The training record the model carries in its metadata_props."""
     session = open_session(blob)
-    names = [i.name for i in session.get_inputs()]
-    if names != list(FEATURES.names):
-        raise ModelFileError(f"model inputs {names} do not match the feature schema {list(FEATURES.names)}")
+    check_inputs(session)
     props = metadata(session)
     record: dict[str, Any] = {}
     for key in _RECORD_KEYS:
