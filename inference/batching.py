@@ -63,8 +63,6 @@ class RowBatcher:
 
 def _price_or_error(model: LoadedModel, row: Any) -> list[float] | BaseException:
     try:
-        (price,) = model.price_list(columns([row]))
+        return model.price_list(columns([row]))[0]
     except UnpriceableRows as exc:
         return exc
-    values: list[float] = price
-    return values

@@ -29,7 +29,7 @@ from inference.errors import BadRequest, Location, UnsupportedMediaType, clip_te
 from inference.limits import decode_content
 from inference.schema import FEATURES
 from inference.serving import settings_of
-from inference.v2_binary import strict_json
+from inference.v2_binary import strict_json, structural_bytes
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -95,8 +95,7 @@ def _check_size(model: type[BaseModel], body: bytes) -> None:
     """422 for a body with more JSON values than any valid ``model`` holds, found by counting bytes
     (a megabyte of ``[]`` costs the parser far more than the count)."""
     rows_allowed = MAX_BATCH if model is DiamondBatch else 1
-    tokens = body.count(b"{") + body.count(b"[") + body.count(b":") + body.count(b",")
-    if tokens > ROW_TOKENS * rows_allowed + 16:
+    if structural_bytes(body) > ROW_TOKENS * rows_allowed + 16:
         where = "diamonds" if model is DiamondBatch else "(body)"
         what = f"at most {MAX_BATCH} diamonds" if model is DiamondBatch else "one diamond"
         raise invalid([{"field": where, "problem": f"the body holds more JSON values than {what} can"}], 1)
