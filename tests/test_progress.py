@@ -141,9 +141,13 @@ def test_a_terminal_gets_a_live_line_that_log_lines_never_share(
     assert logging.getLogger().handlers[-1].filters == [], "the erasing filter is removed on exit"
 
 
+def fail_while_exporting(progress: Progress) -> None:
+    with progress:
+        progress.stage("export")
+        raise OSError("disk full")
+
+
 def test_a_stage_that_raises_is_logged_as_failed(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="training.progress"), pytest.raises(OSError):  # noqa: PT012
-        with Progress(io.StringIO()) as progress:
-            progress.stage("export")
-            raise OSError("disk full")
+    with caplog.at_level(logging.INFO, logger="training.progress"), pytest.raises(OSError, match="disk full"):
+        fail_while_exporting(Progress(io.StringIO()))
     assert [r.getMessage().split(" after ")[0] for r in caplog.records] == ["export failed"]
