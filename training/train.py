@@ -82,8 +82,8 @@ def run(
     log.info("clean rows: %d (%d to train, %d held out for the gate)", len(frame), len(train), len(holdout))
 
     pipeline = pipeline_factory()
-    log.info("fitting %s", describe(pipeline)["estimator"])
     progress.stage("fitting")
+    log.info("fitting %s", describe(pipeline)["estimator"])
     progress.plan(pipeline.named_steps["regress"].planned_iterations())
     pipeline.fit(train[list(FEATURES.names)], train[FEATURES.target].to_numpy(), regress__progress=progress.fit)
     progress.stage(None)
