@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from inference import v2_models
 from inference.app import create_app
 from inference.schema import FEATURES
+from inference.v2 import bodies as v2_models
 from tests.helpers import InProcessClient, Project, repo_features, settings_for
 from tests.server import running_server
 
