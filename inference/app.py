@@ -14,19 +14,20 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from inference.batching import RowBatcher
-from inference.calculator import calculator_routes
 from inference.config import Settings
-from inference.docs import docs_routes
-from inference.errors import EXCEPTION_HANDLERS
-from inference.limits import BodyLimits
-from inference.metrics import Metrics, MetricsMiddleware
-from inference.model import ModelHolder
+from inference.holder import ModelHolder
 from inference.modelsettings import ModelFileError
-from inference.openapi import build_openapi
+from inference.pages.calculator import calculator_routes
+from inference.pages.docs import docs_routes
+from inference.rest.handlers import EXCEPTION_HANDLERS
+from inference.rest.limits import BodyLimits
+from inference.rest.metrics import Metrics, MetricsMiddleware
+from inference.rest.openapi import build_openapi
+from inference.rest.wire import json_response
 from inference.routes import OPERATIONS
 from inference.watcher import watch_settings
 
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     spec = build_openapi(OPERATIONS, title=TITLE, version=API_VERSION, description=DESCRIPTION)
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(spec)
+        return json_response(spec)
 
     routes.append(Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False))
     metrics = Metrics()

@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from inference.api_models import columns
 from inference.errors import UnpriceableRows
-from inference.model import LoadedModel
+from inference.holder import LoadedModel
+from inference.schema import columns
 
 
 class RowBatcher:

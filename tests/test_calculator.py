@@ -13,9 +13,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from inference.app import create_app
-from inference.calculator import CONTENT_SECURITY_POLICY, ORT_WEB_DIR, ORT_WEB_FILES, OWN_FILES
 from inference.config import Settings
 from inference.onnx_io import metadata, open_session
+from inference.pages.calculator import CONTENT_SECURITY_POLICY, ORT_WEB_DIR, ORT_WEB_FILES, OWN_FILES
 from tests.helpers import ROOT, Project
 
 WEB_DIR = ROOT / "examples" / "web"

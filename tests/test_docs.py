@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from inference.app import create_app
 from inference.config import Settings
-from inference.docs import docs_routes
+from inference.pages.docs import docs_routes
 from inference.paths import PROJECT_ROOT
 
 STATIC_DIR = PROJECT_ROOT / "static"

@@ -76,7 +76,7 @@ def test_every_validation_path_prices_alike_and_names_the_same_problems(
     shared_client: InProcessClient, size: int
 ) -> None:
     """Bodies under 4 KiB, up to 128 KiB and over it take three validation paths (see
-    inference/requests.py); each must price the rows and name bad rows and NaN the same way."""
+    inference/api/validate.py); each must price the rows and name bad rows and NaN the same way."""
     rows = [{**GOOD, "carat": round(0.3 + (i % 50) / 20, 2)} for i in range(size)]
     ok = shared_client.post("/diamond_prices", json={"diamonds": rows})
     assert ok.status_code == 200, ok.text[:300]

@@ -1,4 +1,4 @@
-"""inference/metrics.py in process: what the middleware counts and times, what the model-load
+"""inference/rest/metrics.py in process: what the middleware counts and times, what the model-load
 listener records, and the exposition as Prometheus' own parser reads it. Across worker
 processes: tests/test_operations.py (slow)."""
 
@@ -14,9 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inference.metrics import LATENCY_BUCKETS, Metrics, MetricsMiddleware
-from inference.model import ModelHolder
+from inference.holder import ModelHolder
 from inference.modelsettings import ModelFileError
+from inference.rest.metrics import LATENCY_BUCKETS, Metrics, MetricsMiddleware
 from tests.helpers import GOOD, InProcessClient, Project, add_version, write_atomically
 
 Labels = frozenset[tuple[str, str]]

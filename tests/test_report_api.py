@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from inference.docs import CONTENT_SECURITY_POLICY as DOCS_POLICY
+from inference.pages.docs import CONTENT_SECURITY_POLICY as DOCS_POLICY
 from tests.helpers import InProcessClient, Project
 
 REPORT = "diamond_price-v1.report.html"

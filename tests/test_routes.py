@@ -11,7 +11,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from inference import errors
-from inference.api_models import Diamond
+from inference.api.bodies import Diamond
 from inference.app import create_app
 from inference.routes import OPERATIONS
 from tests.helpers import GOOD, Project, settings_for
@@ -37,7 +37,7 @@ def test_a_route_added_to_the_list_is_served_and_documented(served: Project, mon
     from starlette.responses import JSONResponse, Response
 
     from inference import routes
-    from inference.openapi import Operation
+    from inference.rest.openapi import Operation
 
     async def ping(request: Request) -> Response:
         return JSONResponse({"pong": True})

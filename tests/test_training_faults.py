@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.modelsettings import ModelFileError, read_verified_model, strict_json_loads
+from inference import strict_json
+from inference.modelsettings import ModelFileError, read_verified_model
 from tests.helpers import ROOT, Project, Run, make_db, tiny_factory
 from training import data
 from training.__main__ import main as training_main
@@ -44,7 +45,7 @@ def absurd_rows(keys: list[int]) -> list[tuple[object, ...]]:
 
 
 def strict_lines(path: Path) -> list[object]:
-    return [strict_json_loads(line) for line in path.read_text().splitlines()]
+    return [strict_json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_absurd_prices_are_removed_and_counted_and_the_model_is_promoted(tmp_path: Path) -> None:
@@ -54,7 +55,7 @@ def test_absurd_prices_are_removed_and_counted_and_the_model_is_promoted(tmp_pat
     assert ds.removed["price above MAX_PRICE"] == 2
     outcome = run(paths(p), pipeline_factory=tiny_factory())
     assert outcome.promoted and math.isfinite(outcome.candidate_mae)
-    strict_json_loads(p.settings.read_bytes())
+    strict_json.loads(p.settings.read_bytes())
     strict_lines(p.registry / "history.jsonl")
 
 
@@ -206,7 +207,7 @@ def check_registry(p: Project) -> int | None:
     if not p.settings.exists():
         return None
     settings, _ = read_verified_model(p.settings, p.registry)
-    strict_json_loads(p.settings.read_bytes())
+    strict_json.loads(p.settings.read_bytes())
     assert settings.version in {r.version for r in rows}
     return settings.version
 

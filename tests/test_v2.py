@@ -15,9 +15,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from devtools.server import running_server
-from inference import v2_models
 from inference.app import create_app
 from inference.schema import FEATURES
+from inference.v2 import bodies as v2_models
 from tests.helpers import InProcessClient, Project, repo_features, settings_for
 
 if TYPE_CHECKING:  # imported where used: only the slow tests run the reference client

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.api_models import MAX_BATCH
 from inference.modelsettings import MODEL_NAME, ModelFileError
 from inference.onnx_io import check_inputs, open_session
+from inference.schema import MAX_BATCH
 from training.registry import Registry, atomic_write
 
 log = logging.getLogger(__name__)

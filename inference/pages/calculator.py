@@ -20,13 +20,14 @@ from pathlib import Path
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from inference.docs import AllowListedFiles
 from inference.errors import ModelUnavailable, NotFound, NotInstalled
 from inference.modelsettings import ModelFileError, resolve_model_path
-from inference.serving import holder_of
+from inference.pages.docs import AllowListedFiles
+from inference.rest.wire import json_response
+from inference.serving import holder_of, serving_model
 
 PAGE = "index.html"
 OWN_FILES = ("calculator.js", "calculator.css")
@@ -62,19 +63,14 @@ def _page(web_dir: Path) -> Route:
 
 async def model_settings(request: Request) -> Response:
     """The settings of the model being served: what ``modelsettings.json`` said when it was loaded."""
-    holder = holder_of(request)
-    model = holder.current
-    if model is None:
-        raise ModelUnavailable(f"no model is loaded: {holder.unavailable_reason}")
-    return JSONResponse(model.settings.model_dump(mode="json"), headers=NO_CACHE)
+    model = serving_model(request)
+    return json_response(model.settings.model_dump(mode="json"), headers=NO_CACHE)
 
 
 async def model_file(request: Request) -> Response:
     """The served model's ``.onnx`` file, checked against its sha256; 404 for any other name."""
     holder = holder_of(request)
-    model = holder.current
-    if model is None:
-        raise ModelUnavailable(f"no model is loaded: {holder.unavailable_reason}")
+    model = serving_model(request)
     if f"model_registry/{request.path_params['name']}" != model.settings.path:
         raise NotFound("not found: only the model being served is published")
     try:

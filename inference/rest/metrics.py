@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from inference.model import LoadedModel
+    from inference.holder import LoadedModel
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 """The method label's values; any other method a client sends is counted as ``other``."""
@@ -91,7 +91,7 @@ class Metrics:
         children[1].observe(seconds)
 
     def on_load(self, outcome: str, seconds: float, model: LoadedModel | None) -> None:
-        """Listener for :class:`inference.model.ModelHolder`."""
+        """Listener for :class:`inference.holder.ModelHolder`."""
         self.reloads.labels(outcome).inc()
         if outcome == "failure":
             return

@@ -2,7 +2,7 @@
 JSON API, and whether the output goes back as binary data.
 
 Numeric features are FP32 tensors and categorical ones BYTES (UTF-8 strings), each of shape
-``[N]`` or ``[N, 1]`` with the same N, at most :data:`~inference.api_models.MAX_BATCH` rows.
+``[N]`` or ``[N, 1]`` with the same N, at most :data:`~inference.api.bodies.MAX_BATCH` rows.
 Values come from JSON ``data`` (flat, or nested as the shape) or from the binary tensor data
 after the JSON. A numeric value must be finite and inside its range once it is FP32, exactly
 the value the model sees; a category must be one the schema allows. Every problem is a 400
@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from inference.api_models import MAX_BATCH
-from inference.errors import BadRequest
+from inference.errors import BadRequest, quote
 from inference.onnx_io import OUTPUT
-from inference.schema import FeatureSchema
-from inference.v2_binary import HEADER_LENGTH, decode_bytes, decode_fp32
-from inference.v2_models import InferenceRequest, Parameters, RequestInput, TensorMetadata
+from inference.schema import MAX_BATCH, FeatureSchema
+from inference.v2.binary import HEADER_LENGTH, decode_bytes, decode_fp32
+from inference.v2.bodies import InferenceRequest, Parameters, RequestInput, TensorMetadata
 
 NUMERIC = "FP32"
 CATEGORICAL = "BYTES"
@@ -48,13 +47,13 @@ def decode_inputs(inputs: Sequence[RequestInput], binary: memoryview, schema: Fe
     seen: set[str] = set()
     for inp in inputs:
         if inp.name not in schema.names:
-            raise BadRequest(f"unknown input {clip(inp.name)}: the model takes {expected}")
+            raise BadRequest(f"unknown input {quote(inp.name)}: the model takes {expected}")
         if inp.name in seen:
             raise BadRequest(f"input {inp.name!r} is given twice")
         seen.add(inp.name)
         datatype = NUMERIC if inp.name in schema.numeric else CATEGORICAL
         if inp.datatype != datatype:
-            raise BadRequest(f"input {inp.name!r}: datatype must be {datatype}, got {clip(inp.datatype)}")
+            raise BadRequest(f"input {inp.name!r}: datatype must be {datatype}, got {quote(inp.datatype)}")
     missing = [n for n in schema.names if n not in seen]
     if missing:
         raise BadRequest(f"missing input(s) {', '.join(missing)}: the model takes {expected}")
@@ -71,7 +70,7 @@ def decode_inputs(inputs: Sequence[RequestInput], binary: memoryview, schema: Fe
         size = (inp.parameters or {}).get("binary_data_size")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise BadRequest(f"{where}: binary_data_size must be a byte count, got {clip(size)}")
+                raise BadRequest(f"{where}: binary_data_size must be a byte count, got {quote(size)}")
             if inp.data is not None:
                 raise BadRequest(f"{where}: has both data and binary_data_size; give one")
             if size > len(binary) - offset:
@@ -100,7 +99,7 @@ def decode_inputs(inputs: Sequence[RequestInput], binary: memoryview, schema: Fe
 def _flag(parameters: Parameters | None, key: str, default: bool, where: str = "") -> bool:
     value = (parameters or {}).get(key, default)
     if not isinstance(value, bool):
-        raise BadRequest(f"{where}parameter {key!r} must be true or false, got {clip(value)}")
+        raise BadRequest(f"{where}parameter {key!r} must be true or false, got {quote(value)}")
     return value
 
 
@@ -114,15 +113,15 @@ def requested_outputs(req: InferenceRequest, available: Sequence[str]) -> list[t
     chosen: list[tuple[str, bool]] = []
     for out in req.outputs:
         if out.name not in available:
-            raise BadRequest(f"unknown output {clip(out.name)}: the model's outputs are {', '.join(available)}")
+            raise BadRequest(f"unknown output {quote(out.name)}: the model's outputs are {', '.join(available)}")
         if any(out.name == name for name, _ in chosen):
-            raise BadRequest(f"output {clip(out.name)} is requested twice")
+            raise BadRequest(f"output {quote(out.name)} is requested twice")
         unsupported = sorted(k for k in out.parameters or {} if k == "classification" or k.startswith("shared_memory"))
         if unsupported:
             raise BadRequest(
-                f"output {clip(out.name)}: parameter {clip(unsupported[0])} is not supported by this server"
+                f"output {quote(out.name)}: parameter {quote(unsupported[0])} is not supported by this server"
             )
-        chosen.append((out.name, _flag(out.parameters, "binary_data", default, f"output {clip(out.name)}: ")))
+        chosen.append((out.name, _flag(out.parameters, "binary_data", default, f"output {quote(out.name)}: ")))
     return chosen
 
 
@@ -151,7 +150,7 @@ def _flatten(data: list[Any], shape: list[int], rows: int, where: str) -> list[A
 def _fp32(flat: list[Any], where: str) -> tuple[np.ndarray, np.ndarray]:
     for i, x in enumerate(flat):
         if isinstance(x, bool) or not isinstance(x, int | float):
-            raise BadRequest(f"{where}: row {i} is {clip(x)}, not a number (datatype {NUMERIC})")
+            raise BadRequest(f"{where}: row {i} is {quote(x)}, not a number (datatype {NUMERIC})")
     try:
         wide = np.array(flat, dtype=np.float64)
     except OverflowError:
@@ -163,7 +162,7 @@ def _fp32(flat: list[Any], where: str) -> tuple[np.ndarray, np.ndarray]:
 def _strings(flat: list[Any], where: str) -> list[str]:
     for i, x in enumerate(flat):
         if not isinstance(x, str):
-            raise BadRequest(f"{where}: row {i} is {clip(x)}, not a string (datatype {CATEGORICAL})")
+            raise BadRequest(f"{where}: row {i} is {quote(x)}, not a string (datatype {CATEGORICAL})")
     return flat
 
 
@@ -182,15 +181,9 @@ def _check_categories(values: Column, allowed: tuple[str, ...], where: str) -> N
     known = set(allowed)
     bad = [i for i, x in enumerate(values) if x not in known]
     if bad:
-        rows = ", ".join(f"row {i} is {clip(values[i])}" for i in bad[:SHOWN])
+        rows = ", ".join(f"row {i} is {quote(values[i])}" for i in bad[:SHOWN])
         raise BadRequest(f"{where}: must be one of {', '.join(allowed)}; {rows}{_more(len(bad))}")
 
 
 def _more(count: int) -> str:
     return f" (and {count - SHOWN} more)" if count > SHOWN else ""
-
-
-def clip(value: Any, limit: int = 40) -> str:
-    """``repr(value)``, cut to ``limit`` characters: request values are quoted, never echoed whole."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -15,13 +15,11 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from inference import api_models as m
 from inference.errors import NotFound
-from inference.modelsettings import ModelFileError, report_name, report_path
-from inference.openapi import Operation
+from inference.modelsettings import REPORT_ROUTE, ModelFileError, report_name, report_path
+from inference.rest.openapi import Error, Operation
 from inference.serving import settings_of
 
-PATH = "/models/{version}/report"
 MAX_VERSION_DIGITS = 9
 # Stricter than the docs pages' policy: a report needs inline styles and data: images, nothing else.
 CONTENT_SECURITY_POLICY = (
@@ -30,23 +28,10 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def report_link(version: int) -> str:
-    return PATH.format(version=version)
-
-
 def parse_version(raw: str) -> int:
     if not raw.isdigit() or len(raw) > MAX_VERSION_DIGITS or int(raw) < 1:
         raise NotFound(f"version: {raw[:40]!r} is not a model version (a whole number from 1)")
     return int(raw)
-
-
-async def existing_report(registry: Path, version: int) -> Path | None:
-    """The report file of ``version`` if there is one inside the registry, else None."""
-    try:
-        path = report_path(registry, version)
-    except ModelFileError:
-        return None
-    return path if await anyio.Path(path).is_file() else None
 
 
 async def model_report(request: Request) -> Response:
@@ -71,12 +56,12 @@ async def model_report(request: Request) -> Response:
 
 
 OPERATION = Operation(
-    PATH,
+    REPORT_ROUTE,
     "get",
     model_report,
     "The HTML report of the training run that promoted a version",
     "models",
-    {200: ("The report, a self-contained HTML page", None), 404: ("No such version, or it has no report", m.Error)},
+    {200: ("The report, a self-contained HTML page", None), 404: ("No such version, or it has no report", Error)},
     description="What the run read and cleaned, the candidate against the model it replaced on the same held-out "
     "rows (MAE overall and by cut, color, clarity and carat band), plots, and the gate's decision. The page makes "
     "no request of its own.",

@@ -5,14 +5,12 @@ The same pydantic models validate requests and produce ``/openapi.json``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from inference.schema import FEATURES, FeatureSchema
+from inference.schema import FEATURES, MAX_BATCH, FeatureSchema
 
-MAX_BATCH = 10_000
 EXAMPLE: dict[str, Any] = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
 
 
@@ -37,11 +35,6 @@ def _diamond_model(schema: FeatureSchema) -> type[BaseModel]:
 
 
 Diamond = _diamond_model(FEATURES)
-
-
-def columns(diamonds: Sequence[Any]) -> dict[str, list[Any]]:
-    """Validated diamonds as one column per feature, as :meth:`LoadedModel.price` takes them."""
-    return {name: [getattr(d, name) for d in diamonds] for name in FEATURES.names}
 
 
 class DiamondBatch(BaseModel):
@@ -116,16 +109,3 @@ class UpdateResult(BaseModel):
     status: Literal["updated", "unchanged"]
     version: int
     previous_version: int | None
-
-
-class FieldProblem(BaseModel):
-    field: str = Field(description="Dotted path of the offending field, e.g. diamonds.3.cut")
-    problem: str
-
-
-class Error(BaseModel):
-    error: str
-    fields: list[FieldProblem] | None = Field(
-        default=None, description="The first MAX_ERROR_FIELDS invalid fields (422 only)."
-    )
-    error_count: int | None = Field(default=None, description="How many problems in all, when `fields` lists fewer.")

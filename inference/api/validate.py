@@ -16,27 +16,21 @@ back between them, so a flood of invalid 1 MiB batches cannot stall ``/health/li
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-import anyio
-import anyio.to_thread
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
 
-from inference.api_models import MAX_BATCH, Diamond, DiamondBatch
-from inference.errors import BadRequest, Location, UnsupportedMediaType, clip_text, field_path, invalid, problem_list
-from inference.limits import decode_content
-from inference.schema import FEATURES
+from inference.api.bodies import Diamond, DiamondBatch
+from inference.errors import BadRequest, Location, field_path, invalid, problem_list
+from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
+from inference.rest.wire import strict_loads, structural_bytes
+from inference.schema import FEATURES, MAX_BATCH
 from inference.serving import settings_of
-from inference.v2_binary import strict_json, structural_bytes
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
-JSON = "application/json"
-INLINE_BODY_BYTES = 4096
-"""Bodies up to this size are validated (and priced) on the event loop: tens of microseconds."""
 ONE_PASS_BYTES = 128 * 1024
 """Batches up to this size (about 2,000 diamonds) are first validated in one pass that stops at the
 first invalid row: 2 ms for a valid 120 KB batch, at most 7 ms for any 128 KiB body. On 1,000
@@ -49,28 +43,6 @@ ROW_TOKENS = 2 * len(FEATURES.names) + 2
 """Upper bound of ``{``, ``[``, ``:`` and ``,`` bytes one valid diamond adds to a body (no allowed
 value contains any of them)."""
 _ROWS = TypeAdapter(list[Diamond])  # type: ignore[valid-type]
-
-
-def check_media_type(request: Request, accepted: tuple[str, ...] = (JSON,), *, required: bool = True) -> None:
-    """415 unless ``Content-Type`` is one of ``accepted`` (``+json`` types count as JSON); a missing
-    header passes when not ``required`` (V2 clients may send none)."""
-    content_type = request.headers.get("content-type")
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if not media_type and not required:
-        return
-    if media_type in accepted or (JSON in accepted and media_type.endswith("+json")):
-        return
-    got = f"got {clip_text(content_type, 60)!r}" if content_type else "none was sent"
-    raise UnsupportedMediaType(f"Content-Type must be {' or '.join(accepted)} ({got})")
-
-
-async def read_body(request: Request, accepted: tuple[str, ...] = (JSON,), *, required: bool = True) -> bytes:
-    """The body, its media type checked (415) and its content encoding undone (gzip, deflate; 413
-    past ``MAX_BODY_BYTES`` once inflated, 415 for another encoding). 408 and 413 on the wire come
-    from :class:`inference.limits.BodyLimits`."""
-    check_media_type(request, accepted, required=required)
-    max_bytes: int = settings_of(request).max_body_bytes
-    return decode_content(await request.body(), request.headers.get("content-encoding"), max_bytes)
 
 
 def validate(model: type[M], body: bytes, limit: int) -> M:
@@ -112,7 +84,7 @@ _ONE_PASS = TypeAdapter(_FailFastBatch)
 
 def _validate_carefully(model: type[M], body: bytes, limit: int) -> M:
     """:func:`validate` for large bodies: parsed strictly, then validated in slices."""
-    data = strict_json(body, constants=True)
+    data = strict_loads(body, constants=True)
     problems: list[dict[str, str]] = []
     total = 0
     if isinstance(data, dict):  # unknown keys are listed here, so a huge object costs no more
@@ -153,16 +125,6 @@ def _validate_rows(model: type[M], rows: list[Any], problems: list[dict[str, str
     if total:
         raise invalid(problems[:limit], total)
     return model.model_construct(diamonds=valid)
-
-
-async def off_loop(request: Request, func: Callable[..., T], *args: Any) -> T:
-    """``func(*args)`` in a worker thread, one such call at a time per process: a large body's
-    validation and pricing compete with the event loop through one thread only."""
-    state = request.app.state
-    limiter: anyio.CapacityLimiter | None = getattr(state, "large_body_limiter", None)
-    if limiter is None:
-        limiter = state.large_body_limiter = anyio.CapacityLimiter(1)
-    return await anyio.to_thread.run_sync(func, *args, limiter=limiter)
 
 
 async def parse_json(request: Request, model: type[M]) -> M:

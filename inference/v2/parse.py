@@ -1,9 +1,9 @@
 """The JSON part of a V2 inference request, checked in the order that keeps hostile input cheap.
 
 First the structural bytes are counted, so a megabyte of ``{}`` never reaches the parser; then
-the JSON is parsed strictly (:func:`inference.v2_binary.strict_json`); then the lists and objects
+the JSON is parsed strictly (:func:`inference.v2.binary.strict_json`); then the lists and objects
 pydantic would report one error per element of are bounded; then
-:class:`~inference.v2_models.InferenceRequest` validates it. Problems are formatted by the same
+:class:`~inference.v2.bodies.InferenceRequest` validates it. Problems are formatted by the same
 :func:`inference.errors.problem_list` as the JSON API's, naming the input tensor; V2 answers them
 with 400, as the protocol does.
 """
@@ -14,12 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from inference.api_models import MAX_BATCH
-from inference.errors import BadRequest, Location, field_path, invalid, problem_list
-from inference.schema import FEATURES
-from inference.v2_binary import strict_json, structural_bytes
-from inference.v2_models import InferenceRequest
-from inference.v2_tensors import clip
+from inference.errors import BadRequest, Location, field_path, invalid, problem_list, quote
+from inference.rest.wire import strict_loads, structural_bytes
+from inference.schema import FEATURES, MAX_BATCH
+from inference.v2.bodies import InferenceRequest
 
 MAX_TENSORS = 16
 MAX_PARAMETERS = 64
@@ -31,7 +29,7 @@ MAX_PROBLEMS = 10
 def parse_inference_request(head: bytes) -> InferenceRequest:
     """The validated request; a :class:`BadRequest` naming the problem otherwise."""
     _check_size(head)
-    raw = strict_json(head)
+    raw = strict_loads(head)
     _check_counts(raw)
     try:
         return InferenceRequest.model_validate(raw)
@@ -43,7 +41,7 @@ def parse_inference_request(head: bytes) -> InferenceRequest:
             if len(loc) >= 2 and loc[0] == "inputs" and isinstance(loc[1], int) and isinstance(tensors, list):
                 tensor = tensors[loc[1]]
                 if isinstance(tensor, dict) and isinstance(tensor.get("name"), str):
-                    return f"input {clip(tensor['name'])}: {field_path(loc[2:])}"
+                    return f"input {quote(tensor['name'])}: {field_path(loc[2:])}"
             return field_path(loc)
 
         problems = problem_list(exc.errors(include_url=False)[:MAX_PROBLEMS], locate)

@@ -7,24 +7,21 @@ import logging
 from typing import Any
 
 import anyio.to_thread
-from pydantic_core import to_json
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from inference import reports
-from inference.api_models import Diamond, DiamondBatch, columns
+from inference.api.bodies import Diamond, DiamondBatch
+from inference.api.validate import parse_json, validate
 from inference.errors import ReloadFailed, Unauthorized
-from inference.model import LoadedModel, ModelHolder
-from inference.modelsettings import ModelFileError
-from inference.requests import INLINE_BODY_BYTES, off_loop, parse_json, read_body, validate
+from inference.holder import LoadedModel, ModelHolder
+from inference.modelsettings import REPORT_ROUTE, ModelFileError, report_exists
+from inference.pages import reports as reports
+from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
+from inference.rest.wire import json_response
+from inference.schema import columns
 from inference.serving import batcher_of, holder_of, loaded_or_503, serving_model, settings_of
 
 log = logging.getLogger(__name__)
-
-
-def json_response(body: dict[str, Any], status_code: int = 200) -> Response:
-    """JSON serialized by pydantic-core: a few microseconds less than ``JSONResponse`` per call."""
-    return Response(to_json(body), status_code=status_code, media_type="application/json")
 
 
 def model_info(model: LoadedModel) -> dict[str, Any]:
@@ -49,17 +46,19 @@ async def health(request: Request) -> Response:
     model = holder.current
     if model is None:
         body = {"status": "unavailable", "ready": False, "model": None, "reason": holder.unavailable_reason}
-        return JSONResponse(body, status_code=503)
+        return json_response(body, status_code=503)
     info = model_info(model)
     registry = settings_of(request).model_registry
     info["report"] = (
-        reports.report_link(model.version) if await reports.existing_report(registry, model.version) else None
+        REPORT_ROUTE.format(version=model.version)
+        if await anyio.to_thread.run_sync(report_exists, registry, model.version)
+        else None
     )
-    return JSONResponse({"status": "ok", "ready": True, "model": info, "reason": None})
+    return json_response({"status": "ok", "ready": True, "model": info, "reason": None})
 
 
 async def live(request: Request) -> Response:
-    return JSONResponse({"status": "alive"})
+    return json_response({"status": "alive"})
 
 
 async def ready(request: Request) -> Response:
@@ -132,4 +131,4 @@ async def update_model(request: Request) -> Response:
         raise ReloadFailed(f"model not updated: {exc}", serving_version=serving.version if serving else None) from None
     status = "updated" if changed else "unchanged"
     body = {"status": status, "version": current.version, "previous_version": previous.version if previous else None}
-    return JSONResponse(body)
+    return json_response(body)

@@ -9,13 +9,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-
-from inference.api_models import Error
 
 REF = "#/components/schemas/{model}"
 
@@ -101,3 +99,16 @@ def build_openapi(operations: list[Operation], *, title: str, version: str, desc
 def _operation_id(op: Operation) -> str:
     slug = op.path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
     return f"{op.method}_{slug or 'root'}"
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="Dotted path of the offending field, e.g. diamonds.3.cut")
+    problem: str
+
+
+class Error(BaseModel):
+    error: str
+    fields: list[FieldProblem] | None = Field(
+        default=None, description="The first MAX_ERROR_FIELDS invalid fields (422 only)."
+    )
+    error_count: int | None = Field(default=None, description="How many problems in all, when `fields` lists fewer.")

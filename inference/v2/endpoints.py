@@ -1,9 +1,9 @@
 """The Open Inference Protocol (KServe V2) REST API, beside the JSON API, over the same model.
 
 Health, server and model metadata, model readiness and inference at ``/v2/...``, with the
-binary tensor data extension (:mod:`inference.v2_binary`) in both directions, as Triton's
+binary tensor data extension (:mod:`inference.v2.binary`) in both directions, as Triton's
 client uses it by default. Inputs are validated against the same feature schema as the JSON
-API (:mod:`inference.v2_tensors`) and priced by the same model call, rounded to cents, so a row
+API (:mod:`inference.v2.tensors`) and priced by the same model call, rounded to cents, so a row
 gets the same price here as from ``/diamond_prices``. Every client error is a 4xx with
 ``{"error": ...}``: 400 for a bad request, 404 for another model or version.
 """
@@ -13,20 +13,20 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from inference import v2_models as v
-from inference.api_models import Error
-from inference.errors import BadRequest, NotFound, UnpriceableRows
-from inference.model import LoadedModel
+from inference.errors import BadRequest, NotFound, UnpriceableRows, quote
+from inference.holder import LoadedModel
 from inference.modelsettings import MODEL_NAME
-from inference.openapi import Operation, Responses
-from inference.requests import INLINE_BODY_BYTES, JSON, off_loop, read_body
+from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
+from inference.rest.openapi import Error, Operation, Responses
+from inference.rest.wire import JSON, json_response
 from inference.schema import FEATURES
 from inference.serving import holder_of, loaded_or_503
-from inference.v2_binary import BINARY_MEDIA_TYPE, HEADER_LENGTH, encode_response, split_body
-from inference.v2_requests import parse_inference_request
-from inference.v2_tensors import clip, decode_inputs, requested_outputs, tensor_metadata
+from inference.v2 import bodies as v
+from inference.v2.binary import BINARY_MEDIA_TYPE, HEADER_LENGTH, encode_response, split_body
+from inference.v2.parse import parse_inference_request
+from inference.v2.tensors import decode_inputs, requested_outputs, tensor_metadata
 
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data"]
@@ -39,10 +39,10 @@ def _named_model(request: Request) -> LoadedModel | None:
     name = request.path_params["model_name"]
     served = model.settings.name if model is not None else MODEL_NAME
     if name != served:
-        raise NotFound(f"unknown model {clip(name)}: this server serves {served!r}")
+        raise NotFound(f"unknown model {quote(name)}: this server serves {served!r}")
     version = request.path_params.get("model_version")
     if model is not None and version is not None and version != str(model.version):
-        raise NotFound(f"model {name!r} has no version {clip(version)}: version {model.version} is serving")
+        raise NotFound(f"model {name!r} has no version {quote(version)}: version {model.version} is serving")
     return model
 
 
@@ -57,25 +57,25 @@ async def server_metadata(request: Request) -> Response:
     body = v.ServerMetadata(
         name=info.get("title", "diamond-price"), version=info.get("version", "unknown"), extensions=EXTENSIONS
     )
-    return JSONResponse(body.model_dump())
+    return json_response(body.model_dump())
 
 
 async def server_live(request: Request) -> Response:
     """``GET /v2/health/live``: the process answers."""
-    return JSONResponse({"live": True})
+    return json_response({"live": True})
 
 
 async def server_ready(request: Request) -> Response:
     """``GET /v2/health/ready``: 200 while a model is loaded, 503 before."""
     ready = holder_of(request).current is not None
-    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+    return json_response({"ready": ready}, status_code=200 if ready else 503)
 
 
 async def model_ready(request: Request) -> Response:
     """``GET /v2/models/{name}[/versions/{v}]/ready``: 200 when that model is serving, 503 while none is."""
     model = _named_model(request)
     name = request.path_params["model_name"]
-    return JSONResponse({"name": name, "ready": model is not None}, status_code=200 if model else 503)
+    return json_response({"name": name, "ready": model is not None}, status_code=200 if model else 503)
 
 
 async def model_metadata(request: Request) -> Response:
@@ -85,7 +85,7 @@ async def model_metadata(request: Request) -> Response:
     body = v.ModelMetadata(
         name=model.settings.name, versions=[str(model.version)], platform=PLATFORM, inputs=inputs, outputs=outputs
     )
-    return JSONResponse(body.model_dump())
+    return json_response(body.model_dump())
 
 
 async def infer(request: Request) -> Response:

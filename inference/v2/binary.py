@@ -9,15 +9,15 @@ Every malformed body is a :class:`~inference.errors.BadRequest` (or 413/415), ne
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 from typing import Any
 
 import numpy as np
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from inference.errors import BadRequest, clip_text
+from inference.rest.wire import dump, json_response
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_MEDIA_TYPE = "application/octet-stream"
@@ -27,7 +27,7 @@ _LENGTH = struct.Struct("<I")
 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
     """The JSON part and the binary part (empty without ``Inference-Header-Content-Length``) of
-    an inference request's body, read by :func:`inference.requests.read_body`."""
+    an inference request's body, read by :func:`inference.api.validate.read_body`."""
     if header_length is None:
         return body, memoryview(b"")
     if not _DIGITS.fullmatch(header_length.strip()) or not 0 < int(header_length) <= len(body):
@@ -37,28 +37,6 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
         )
     split = int(header_length)
     return body[:split], memoryview(body)[split:]
-
-
-def structural_bytes(raw: bytes) -> int:
-    """The ``{``, ``[``, ``:`` and ``,`` bytes of a JSON body: an upper bound of the values it can
-    hold, counted before parsing (a megabyte of ``[]`` costs the parser far more than the count)."""
-    return raw.count(b"{") + raw.count(b"[") + raw.count(b":") + raw.count(b",")
-
-
-def strict_json(raw: bytes, *, constants: bool = False) -> Any:
-    """JSON for both APIs: UTF-8, any failure a 400. ``NaN`` and ``Infinity`` are refused unless
-    ``constants``: then they parse as floats, so that the field's validation names them (the
-    JSON API's 422 does, whatever the body's size)."""
-
-    def refuse(token: str) -> Any:
-        raise ValueError(f"{token} is not valid JSON")
-
-    try:
-        return json.loads(raw.decode("utf-8"), parse_constant=None if constants else refuse)
-    except RecursionError:
-        raise BadRequest("malformed JSON: nested too deeply") from None
-    except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
-        raise BadRequest(f"malformed JSON: {clip_text(str(exc), 200)}") from None
 
 
 def decode_fp32(buf: memoryview, rows: int, where: str) -> np.ndarray:
@@ -95,8 +73,8 @@ def decode_bytes(buf: memoryview, rows: int, where: str) -> list[str]:
 def encode_response(header: dict[str, Any], blobs: list[bytes]) -> Response:
     """A JSON response, or with ``blobs`` a binary one: the JSON, then each blob in output order."""
     if not blobs:
-        return JSONResponse(header)
-    head = json.dumps(header, separators=(",", ":")).encode()
+        return json_response(header)
+    head = dump(header)
     return Response(
         b"".join([head, *blobs]),
         media_type=BINARY_MEDIA_TYPE,
