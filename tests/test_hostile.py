@@ -1,4 +1,4 @@
-"""Issue #11, in process: each attack from the review, replayed against the real app."""
+"""Hostile clients, in process: each attack of the security review, replayed against the real app."""
 
 from __future__ import annotations
 
