@@ -6,7 +6,8 @@ runs against a real server on a copy of the shipped model (``localhost:8000`` an
 ``localhost:81`` pointed at it): ``sh`` with bash from the repository root, ``python`` with the
 interpreter its first line names, ``js`` with node in examples/node. The real answers must have
 the keys, lengths and value types shown; prices and times may differ. Every block with a curl
-must show its answer, so a curl added without one fails here too.
+must show its answer, so a curl added without one fails here too; and every setting the service
+or training reads from the environment must have its line in the docs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from typing import Any
 import pytest
 
 from devtools.server import running_server
+from inference.config import Settings
 from tests.helpers import ROOT, node
+from training.data import max_price_from_env
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -168,6 +171,36 @@ def test_the_quick_start_and_the_api_page_are_examples() -> None:
     assert sum(e.code.count("curl ") for e in by_page["docs/api.md"]) >= 10
     langs = {e.lang for e in EXAMPLES}
     assert langs == {"sh", "python", "js"}, langs
+
+
+class Reads(dict[str, str]):
+    """An empty environment that remembers every name looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.names.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.names.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.names.add(str(key))
+        return super().__contains__(key)
+
+
+def test_every_setting_the_service_and_training_read_is_documented() -> None:
+    env = Reads()
+    Settings.from_env(env)
+    max_price_from_env(env)
+    documented = "".join((ROOT / "docs" / page).read_text() for page in ("operations.md", "security.md", "training.md"))
+    assert len(env.names) >= 15, env.names
+    undocumented = {name for name in env.names if f"`{name}`" not in documented}
+    assert not undocumented, f"settings with no line in docs/operations.md, security.md or training.md: {undocumented}"
 
 
 def test_shapes_tell_answers_apart() -> None:
