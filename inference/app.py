@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             log.error("no model loaded at start-up (%s); answering 503 until a valid model appears", exc)
         # Large bodies are validated in worker threads; a 1 ms GIL switch interval (Python's default
         # is 5 ms) lets the event loop answer in between. Measured: /health/live p99 behind 6 clients
-        # sending invalid 1 MiB batches: 32 ms before, 20-29 ms over four runs after (tests/test_hostile.py).
+        # sending invalid 1 MiB batches: 32 ms before, 20-29 ms over four runs after (tests/rest/test_hostile.py).
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
         # Start-up objects (modules, the session, the OpenAPI spec) live as long as the process: move
         # them out of the collector's generations, so a full collection walks request garbage only.
