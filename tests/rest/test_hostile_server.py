@@ -1,4 +1,4 @@
-"""Issue #11 against a real uvicorn process: stalled bodies, aborted uploads, hostile methods,
+"""Hostile input against a real uvicorn process: stalled bodies, aborted uploads, hostile methods,
 100 model swaps under load, and the OpenAPI-driven fuzzer."""
 
 from __future__ import annotations
