@@ -70,13 +70,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             holder.last_error = str(exc)
             log.error("no model loaded at start-up (%s); answering 503 until a valid model appears", exc)
         # Large bodies are validated in worker threads; a 1 ms GIL switch interval (Python's default
-        # is 5 ms) lets the event loop answer in between. Measured: /health/live p99 behind 6 clients
-        # sending invalid 1 MiB batches: 32 ms before, 20-29 ms over four runs after (tests/test_hostile.py).
+        # is 5 ms) lets the event loop answer in between (tests/rest/test_hostile.py holds the p99).
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
         # Start-up objects (modules, the session, the OpenAPI spec) live as long as the process: move
-        # them out of the collector's generations, so a full collection walks request garbage only.
-        # Measured (bench/run.py --baseline, without it vs with it): /diamond_price at 16 connections
-        # p99 47 ms vs 9 ms and 0.87x the req/s; 1,000-row batches p99 70 ms vs 20 ms, 0.76x.
+        # them out of the collector's generations, so a full collection walks request garbage only:
+        # it is most of the p99 at 16 connections (docs/benchmarks.md).
         gc.collect()
         gc.freeze()
         watcher = (

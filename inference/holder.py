@@ -91,8 +91,7 @@ class LoadedModel:
         """:meth:`price` as one list per row, for the single-row path (:mod:`inference.batching`).
         Up to :data:`SMALL_BATCH` rows the rounding runs in plain Python, the same half-to-even
         rounding as ``np.rint`` (tested equal): numpy's seven calls cost more than their arithmetic
-        on a row or two. Measured: 242 -> 226 us per in-process /diamond_price request, and 1.04x
-        the requests/s at 1 connection (``bench/run.py --baseline``)."""
+        on a row or two."""
         values = predict_outputs(self.session, make_feeds(columns), self.outputs)
         if len(values) > SMALL_BATCH:
             cents: list[list[float]] = _cents(values).tolist()

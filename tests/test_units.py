@@ -1,6 +1,6 @@
 """Unit tests of small modules the end-to-end tests only cross: the lookup's binary-search
 trees, V2 binary decoding and encoding, the settings watcher and the service's configuration.
-(Path resolution: tests/test_paths.py; metrics: tests/test_metrics.py.)"""
+(Path resolution: tests/test_paths.py; metrics: tests/rest/test_metrics.py.)"""
 
 from __future__ import annotations
 

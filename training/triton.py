@@ -43,8 +43,8 @@ TRITON_TYPES = {
     "tensor(bool)": "TYPE_BOOL",
 }
 MAX_QUEUE_DELAY_US = 100
-"""How long Triton's dynamic batcher may hold a request to batch it with others: one row
-costs about 16 µs, so a short wait buys large batches without adding visible latency."""
+"""How long Triton's dynamic batcher may hold a request to batch it with others: far less than a
+request's own latency, and enough to gather the requests that arrive together."""
 
 
 @dataclass(frozen=True)

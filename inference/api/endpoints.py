@@ -15,7 +15,6 @@ from inference.api.validate import parse_json, validate
 from inference.errors import ReloadFailed, Unauthorized
 from inference.holder import LoadedModel, ModelHolder
 from inference.modelsettings import REPORT_ROUTE, ModelFileError, report_exists
-from inference.pages import reports as reports
 from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
 from inference.rest.wire import json_response
 from inference.schema import columns
@@ -95,8 +94,7 @@ async def diamond_prices(request: Request) -> Response:
 
 def _price_batch(holder: ModelHolder, body: bytes, limit: int) -> tuple[int, Response]:
     """Validate, price and serialize a batch: on the event loop for a small body, else in one
-    worker thread call (validation, the model call and the JSON of a 1,000-row batch take
-    about 2, 1.5 and 0.5 ms here)."""
+    worker thread call: one hand-off instead of three."""
     diamonds = validate(DiamondBatch, body, limit).diamonds
     model = loaded_or_503(holder, holder.current)
     values = model.price(columns(diamonds))

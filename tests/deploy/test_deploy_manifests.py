@@ -33,7 +33,7 @@ import referencing
 import yaml
 from kubernetes_validate import utils as kv
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 KSERVE = ROOT / "deploy" / "kserve"
 K8S_VERSIONS = ("1.30.0", "1.37.0")

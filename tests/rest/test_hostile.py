@@ -1,4 +1,4 @@
-"""Hostile clients, in process: each attack of the security review, replayed against the real app."""
+"""Hostile input, in process: each attack from the review, replayed against the real app."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Lint of the container files: hadolint on both Dockerfiles, compose.yaml against the Compose
 specification's JSON schema. What the images and the compose profiles do is tested with a
-real engine in tests/test_container_engine.py.
+real engine in tests/deploy/test_container_engine.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVE_DOCKERFILE = ROOT / "Dockerfile.serve"
 TRAIN_DOCKERFILE = ROOT / "Dockerfile.train"
 COMPOSE_FILE = ROOT / "compose.yaml"

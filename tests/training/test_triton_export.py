@@ -20,7 +20,7 @@ from tests.helpers import Project
 from training.__main__ import main
 from training.registry import Registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = ROOT / "model_registry"
 SETTINGS = ROOT / "modelsettings.json"
 # ONNX element types -> Triton data types (model_config.proto's DataType).

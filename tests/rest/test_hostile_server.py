@@ -1,4 +1,4 @@
-"""Hostile clients against a real uvicorn process: stalled bodies, aborted uploads, hostile methods,
+"""Hostile input against a real uvicorn process: stalled bodies, aborted uploads, hostile methods,
 100 model swaps under load, and the OpenAPI-driven fuzzer."""
 
 from __future__ import annotations

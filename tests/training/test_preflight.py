@@ -3,7 +3,7 @@
 The checks run in a forked child under another uid when the suite runs as root (root passes
 every permission check), or against directories made read-only otherwise. The end-to-end
 case, a container whose TRAIN_UID cannot write the bind-mounted project, is in
-tests/test_container_engine.py.
+tests/deploy/test_container_engine.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile data and faults, training side: absurd prices, non-finite MAEs, strict JSON records, hostile
+"""Hostile input, training side: absurd prices, non-finite MAEs, strict JSON records, hostile
 key columns, and SIGKILL at random moments of a run."""
 
 from __future__ import annotations
