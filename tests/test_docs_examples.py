@@ -165,6 +165,17 @@ def test_every_curl_shows_its_answer() -> None:
     assert not missing, f"curl blocks without an answer under each curl: {missing}"
 
 
+def test_every_file_the_docs_name_exists() -> None:
+    named = re.compile(r"`((?:bench|deploy|devtools|examples|inference|scripts|static|tests|training)/[\w./-]*)`")
+    missing = [
+        f"{page.relative_to(ROOT)}: {path}"
+        for page in PAGES
+        for path in named.findall(page.read_text())
+        if not (ROOT / path).exists()
+    ]
+    assert not missing
+
+
 def test_the_quick_start_and_the_api_page_are_examples() -> None:
     by_page = {page: [e for e in EXAMPLES if e.page == page] for page in ("README.md", "docs/api.md")}
     assert any("curl " in e.code for e in by_page["README.md"]), "the README's quick start has no runnable curl"
