@@ -15,9 +15,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
+from devtools.server import running_server
 from tests.browser import chromium, chromium_page, static_server
 from tests.helpers import ROOT
-from tests.server import running_server
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.server import running_server
 from inference.__main__ import cannot_listen, urls
 from tests.helpers import ROOT
-from tests.server import running_server
 
 
 def test_a_busy_port_is_named_with_the_way_out() -> None:
