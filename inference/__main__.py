@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", unusable)
         return 1
     metrics_dir = prepare_metrics_dir()
-    threading.Thread(target=announce, args=(settings.host, settings.port), name="announce", daemon=True).start()
+    if settings.port:  # port 0: the system picks one, and uvicorn's own line names it
+        threading.Thread(target=announce, args=(settings.host, settings.port), name="announce", daemon=True).start()
 
     import uvicorn
 
@@ -89,7 +90,8 @@ def http_protocol() -> Any:
 
 
 def cannot_listen(host: str, port: int) -> str | None:
-    """Why the server could not listen on ``host:port``, in words with what to do, or None if it can.
+    """Why the server could not listen on ``host:port`` because another process holds the port, in
+    words with what to do; None otherwise (any other bind error is uvicorn's to report).
 
     Checked by binding (as uvicorn will, with SO_REUSEADDR) before starting, so that a busy port
     says how to pick another rather than ending in uvicorn's ``[Errno 98]``."""
@@ -104,7 +106,6 @@ def cannot_listen(host: str, port: int) -> str | None:
                     f"port {port} on {host} is already in use (another server?); pick another with "
                     f"PORT={port + 1 if port < 65535 else 8001} make serve, or python -m inference --port N"
                 )
-            return f"cannot listen on {host}:{port}: {exc.strerror or exc}; set HOST and PORT (or --host, --port)"
     return None
 
 

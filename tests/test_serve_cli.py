@@ -29,9 +29,8 @@ def test_a_busy_port_is_named_with_the_way_out() -> None:
     assert cannot_listen("127.0.0.1", port) is None  # free again once closed
 
 
-def test_an_address_this_machine_does_not_have_is_named() -> None:
-    why = cannot_listen("192.0.2.1", 8000)  # TEST-NET-1: never a local address
-    assert why is not None and why.startswith("cannot listen on 192.0.2.1:8000: ") and "HOST" in why
+def test_other_bind_errors_are_left_to_uvicorn() -> None:
+    assert cannot_listen("192.0.2.1", 8000) is None  # TEST-NET-1, never local: uvicorn says so itself
 
 
 def test_the_urls_are_the_ones_a_person_on_this_machine_opens() -> None:
