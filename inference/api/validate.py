@@ -98,11 +98,12 @@ def _validate_carefully(model: type[M], body: bytes, limit: int) -> M:
     try:
         validated = model.model_validate(data)
     except ValidationError as exc:
-        hint = shape_hint(model, exc.errors(include_url=False))
+        errors = exc.errors(include_url=False)
+        hint = shape_hint(model, errors)
         if hint is not None and not problems:
             raise invalid([hint], 1) from None
         total += exc.error_count()
-        problems += problem_list(exc.errors(include_url=False)[: max(limit - len(problems), 0)])
+        problems += problem_list(errors[: max(limit - len(problems), 0)])
     if total:
         raise invalid(problems[:limit], total)
     return validated
