@@ -7,12 +7,17 @@ python -m inference --port 9000 --workers 2
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib.util
 import ipaddress
 import logging
 import os
+import socket
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
             "who can reach this port; set UPDATE_TOKEN",
             settings.host,
         )
+    unusable = cannot_listen(settings.host, settings.port)
+    if unusable is not None:
+        log.error("%s", unusable)
+        return 1
     metrics_dir = prepare_metrics_dir()
+    if settings.port:  # port 0: the system picks one, and uvicorn's own line names it
+        threading.Thread(target=announce, args=(settings.host, settings.port), name="announce", daemon=True).start()
 
     import uvicorn
 
@@ -76,6 +87,58 @@ def http_protocol() -> Any:
 
         return BoundedHttpToolsProtocol
     return "h11"
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` because another process holds the port, in
+    words with what to do; None otherwise (any other bind error is uvicorn's to report).
+
+    Checked by binding (as uvicorn will, with SO_REUSEADDR) before starting, so that a busy port
+    says how to pick another rather than ending in uvicorn's ``[Errno 98]``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is already in use (another server?); pick another with "
+                    f"PORT={port + 1 if port < 65535 else 8001} make serve, or python -m inference --port N"
+                )
+    return None
+
+
+def urls(host: str, port: int) -> dict[str, str]:
+    """What the server serves, by name, as a person on this machine would open it."""
+    shown = host.strip("[]")
+    with contextlib.suppress(ValueError):  # all interfaces: this machine's loopback of that family
+        if ipaddress.ip_address(shown).is_unspecified:
+            shown = "::1" if ":" in shown else "127.0.0.1"
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    return {
+        "API": f"{base}/",
+        "Swagger UI": f"{base}/docs",
+        "ReDoc": f"{base}/redoc",
+        "calculator": f"{base}/calculator",
+    }
+
+
+def announce(host: str, port: int, timeout: float = 120.0) -> None:
+    """Log the URLs once the server accepts connections (waits for it; says nothing if it never does)."""
+    served = urls(host, port)
+    target = served["API"].removeprefix("http://").rsplit(":", 1)[0].strip("[]")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((target, port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        return
+    width = max(len(name) for name in served)
+    log.info("listening; open:\n%s", "\n".join(f"  {name:<{width}}  {url}" for name, url in served.items()))
 
 
 def is_loopback(host: str) -> bool:

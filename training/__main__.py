@@ -72,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export-triton":
             triton.export(registry, args.version, args.out)
         else:
-            outcome = train.run(paths, wait=not args.no_wait, max_price=data.max_price_from_env())
+            from training.progress import Progress
+
+            with Progress() as progress:  # on a terminal, a live line with the stage and an estimate
+                outcome = train.run(
+                    paths, wait=not args.no_wait, max_price=data.max_price_from_env(), progress=progress
+                )
             print(f"report: {outcome.report}", flush=True)
     except RegistryBusy as exc:
         log.error("error: %s", exc)

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import math
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from inference.schema import FEATURES
 from training import data, export, gate, preflight, report
 from training.paths import TrainingPaths
 from training.pipeline import build_pipeline, describe
+from training.progress import Progress
 from training.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -58,16 +58,19 @@ def run(
     wait: bool = True,
     pipeline_factory: Callable[[], Pipeline] = build_pipeline,
     max_price: float = data.MAX_PRICE,
+    progress: Progress | None = None,
 ) -> Outcome:
     """Load, fit, export, gate; then promote (publish, repoint) or reject, with a report and a history line.
 
     A run that cannot reach a decision raises (:class:`TrainingError`, :class:`training.data.DataError`)
     and leaves the registry as it was; with ``wait`` false, :class:`training.registry.RegistryBusy`
-    when another run holds the lock.
+    when another run holds the lock. ``progress`` hears of each stage and fit (by default, log lines).
     """
+    progress = progress or Progress(live=False)
     registry = Registry(paths.settings, paths.registry)
     preflight.check_writable(paths.settings, paths.registry)  # before minutes of fitting
     log.info("loading %s", paths.db)
+    progress.stage("cleaning")
     dataset = data.load(paths.db, max_price=max_price)
     frame = dataset.frame
     holdout_mask = dataset.holdout
@@ -79,10 +82,11 @@ def run(
     log.info("clean rows: %d (%d to train, %d held out for the gate)", len(frame), len(train), len(holdout))
 
     pipeline = pipeline_factory()
+    progress.stage("fitting")
     log.info("fitting %s", describe(pipeline)["estimator"])
-    started = time.perf_counter()
-    pipeline.fit(train[list(FEATURES.names)], train[FEATURES.target].to_numpy())
-    log.info("fitted in %.1f s", time.perf_counter() - started)
+    progress.plan(pipeline.named_steps["regress"].planned_iterations())
+    pipeline.fit(train[list(FEATURES.names)], train[FEATURES.target].to_numpy(), regress__progress=progress.fit)
+    progress.stage(None)
 
     with registry.lock(wait=wait):
         try:
@@ -108,10 +112,12 @@ def run(
             "libraries": {"python": platform.python_version(), **{n: _version(n) for n in LIBRARIES}},
             "created_at": created_at,
         }
-        log.info("exporting candidate v%d to ONNX", version)
+        log.info("exporting the candidate to ONNX")
+        progress.stage("export")
         try:
             model = export.to_onnx(pipeline, version=version, metadata=record)
             blob = model.SerializeToString()
+            progress.stage("parity")
             worst = export.check_parity(blob, pipeline, frame)
         except export.ExportError as exc:
             raise TrainingError(str(exc)) from None
@@ -119,6 +125,7 @@ def run(
             "parity: onnxruntime within $%.6f of scikit-learn on all %d rows and around every split", worst, len(frame)
         )
 
+        progress.stage("gate")
         candidate = gate.score(blob, holdout)
         current_scores = None
         if current is not None:
@@ -131,8 +138,12 @@ def run(
         candidate_mae = candidate.mae
         current_mae = None if current_scores is None else current_scores.mae
         current_version = current.settings.version if current else None
-        log.info("decision: %s v%d: %s", "promote" if promote else "reject", version, decision.reason)
+        if promote:
+            log.info("decision: promote v%d: %s", version, decision.reason)
+        else:  # no version number: the candidate's would never exist
+            log.info("decision: candidate rejected: %s", decision.reason)
 
+        progress.stage("report")
         facts = report.RunFacts(
             paths.db,
             dataset,
@@ -147,6 +158,7 @@ def run(
             registry,
         )
         report_html = report.render_run(facts)
+        progress.stage("saving")
         history: dict[str, Any] = {
             "time": created_at,
             "event": "train",
@@ -179,6 +191,7 @@ def run(
             report_path = report.save_run(registry, report_html, None, created_at)
         history["report"] = report.relative_to_registry(registry.directory, report_path)
         registry.append_history(history)
+    progress.stage(None)
     return Outcome(promote, version, candidate_mae, current_mae, current_version, report_path)
 
 

@@ -88,7 +88,8 @@ def calculator_routes(web_dir: Path) -> list[BaseRoute]:
     and the current model at the repository's own paths; none is in the schema."""
 
     async def to_page(request: Request) -> Response:
-        return RedirectResponse("/calculator/", status_code=308)
+        query = request.url.query  # a shared link's diamond (?carat=0.7&cut=Ideal...) survives the redirect
+        return RedirectResponse(f"/calculator/?{query}" if query else "/calculator/", status_code=308)
 
     return [
         Route("/calculator", to_page, methods=["GET"], include_in_schema=False),

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from inference.errors import NotFound
-from inference.modelsettings import REPORT_ROUTE, ModelFileError, report_name, report_path
+from inference.modelsettings import MODEL_NAME, REPORT_ROUTE, ModelFileError, report_name, report_path
 from inference.rest.openapi import Error, Operation
 from inference.serving import settings_of
 
@@ -44,6 +44,8 @@ async def model_report(request: Request) -> Response:
     try:
         body = await anyio.Path(path).read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        if not await anyio.Path(registry / f"{MODEL_NAME}-v{version}.onnx").is_file():
+            raise NotFound(f"no version {version}: the registry holds no {MODEL_NAME}-v{version}.onnx") from None
         raise NotFound(f"version {version} has no report ({report_name(version)} is not in the registry)") from None
     except OSError as exc:
         raise NotFound(f"version {version}'s report cannot be read: {exc.strerror}") from None
