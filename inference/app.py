@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from inference.batching import RowBatcher
-from inference.calculator import calculator_routes
+from inference.calculator import PublishedModel, calculator_routes
 from inference.config import Settings
 from inference.docs import docs_routes
 from inference.errors import EXCEPTION_HANDLERS
@@ -105,7 +105,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.holder = ModelHolder(settings.model_settings, settings.model_registry, on_load=metrics.on_load)
+    app.state.holder = ModelHolder(
+        settings.model_settings,
+        settings.model_registry,
+        on_load=metrics.on_load,
+        max_model_bytes=settings.max_model_bytes,
+    )
     app.state.batcher = RowBatcher()
+    app.state.published_model = PublishedModel()
     app.state.openapi = spec
     return app

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from inference import reports
 from inference.api_models import Diamond, DiamondBatch, columns
-from inference.errors import ReloadFailed, Unauthorized
+from inference.errors import ReloadFailed, Unauthorized, hide_paths
 from inference.model import LoadedModel, ModelHolder
 from inference.modelsettings import ModelFileError
 from inference.requests import INLINE_BODY_BYTES, off_loop, parse_json, read_body, validate
@@ -129,7 +129,8 @@ async def update_model(request: Request) -> Response:
     except ModelFileError as exc:
         serving = holder.current
         log.error("model reload failed, still serving %s: %s", f"v{serving.version}" if serving else "nothing", exc)
-        raise ReloadFailed(f"model not updated: {exc}", serving_version=serving.version if serving else None) from None
+        version = serving.version if serving else None
+        raise ReloadFailed(f"model not updated: {hide_paths(str(exc))}", serving_version=version) from None
     status = "updated" if changed else "unchanged"
     body = {"status": status, "version": current.version, "previous_version": previous.version if previous else None}
     return JSONResponse(body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -95,6 +96,16 @@ def clip_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"]+/)+(?=[^\s/'\"]*)")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with each absolute file path cut to its last name (``/srv/x/model.onnx`` ->
+    ``model.onnx``): error bodies reach unauthenticated callers, the server's layout is not theirs
+    to read (the logs keep the full paths)."""
+    return _ABSOLUTE_PATH.sub("", text)
+
+
 Location = tuple[int | str, ...]
 
 
@@ -140,9 +151,21 @@ def error_body(message: str, **extra: Any) -> dict[str, Any]:
     return body
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class ErrorResponse(JSONResponse):
+    """JSON whose client-supplied text may hold lone surrogates (``"\\ud800"`` is legal JSON but
+    not encodable as UTF-8): each becomes U+FFFD instead of failing the answer with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
 async def service_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return JSONResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code, headers=exc.headers)
+    return ErrorResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code, headers=exc.headers)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:
@@ -154,7 +177,7 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
         message = f"method {clip_text(request.method, 20)} not allowed on {path}"
     else:
         message = str(exc.detail)
-    return JSONResponse(error_body(message), status_code=exc.status_code, headers=exc.headers)
+    return ErrorResponse(error_body(message), status_code=exc.status_code, headers=exc.headers)
 
 
 async def client_disconnect_handler(request: Request, exc: Exception) -> Response:

@@ -23,7 +23,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import onnxruntime as ort
 
-from inference.errors import UnpriceableRows
+from inference.errors import UnpriceableRows, hide_paths
+from inference.files import MAX_MODEL_BYTES
 from inference.modelsettings import ModelFileError, ModelSettings, read_verified_model
 from inference.onnx_io import (
     OUTPUT,
@@ -136,9 +137,11 @@ class ModelHolder:
         settings_path: Path,
         registry: Path,
         on_load: LoadListener | None = None,
+        max_model_bytes: int = MAX_MODEL_BYTES,
     ) -> None:
         self.settings_path = settings_path
         self.registry = registry
+        self.max_model_bytes = max_model_bytes
         self._current: LoadedModel | None = None
         self._swap_lock = threading.Lock()
         self._reload_lock = threading.Lock()
@@ -151,8 +154,9 @@ class ModelHolder:
 
     @property
     def unavailable_reason(self) -> str:
-        """Why no model is serving (meaningful while :attr:`current` is None)."""
-        return self.last_error or "still starting"
+        """Why no model is serving (meaningful while :attr:`current` is None), without the server's
+        absolute paths: it is shown to any caller."""
+        return hide_paths(self.last_error or "still starting")
 
     def load(self) -> LoadedModel:
         """Read, verify and open the model the settings file names now. Does not swap."""
@@ -163,7 +167,7 @@ class ModelHolder:
 
     def _read(self, started: float) -> tuple[ModelSettings, bytes]:
         try:
-            return read_verified_model(self.settings_path, self.registry)
+            return read_verified_model(self.settings_path, self.registry, self.max_model_bytes)
         except ModelFileError:
             self._report("failure", time.perf_counter() - started, None)
             raise
