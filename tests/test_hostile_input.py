@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,41 @@ def test_no_settings_extra_gives_a_5xx(served: Project, extras: dict[str, Any]) 
             r = c.get(path)
             assert r.status_code in (200, 503), (path, r.status_code)
             r.json()
+
+
+# -- one bound for both APIs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("carat", "priced"), [(5.0100001, False), (5.01, True), (0.2, True), (0.19999999, False)])
+def test_v2_takes_the_json_apis_carat_bounds(shared_client: InProcessClient, carat: float, priced: bool) -> None:
+    json_api = shared_client.post("/diamond_price", json={**GOOD, "carat": carat})
+    assert (json_api.status_code == 200) is priced
+    body = json.loads(v2_body())
+    body["inputs"][0]["data"] = [carat]
+    v2 = shared_client.post(f"{V2}/infer", json=body)
+    assert (v2.status_code == 200) is priced, v2.text
+    if not priced:
+        assert v2.status_code == 400 and "carat" in v2.json()["error"]
+
+
+def test_a_stale_metrics_directory_of_a_killed_run_is_removed_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inference.__main__ import prepare_metrics_dir
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    parent = tmp_path / f"diamond-metrics-{os.getuid()}"
+    parent.mkdir()
+    stale, living = parent / f"run-{dead.pid}", parent / f"run-{os.getppid()}"
+    for d in (stale, living):
+        d.mkdir()
+        (d / "counter_1.db").write_bytes(b"x" * 1000)
+    created = prepare_metrics_dir()
+    assert created is not None and created.path.is_dir()
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(created.path)
+    assert not stale.exists() and living.exists()
+    created.cleanup()
+    assert not created.path.exists()
