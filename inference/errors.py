@@ -1,19 +1,13 @@
-"""Domain errors carry their HTTP status; one set of handlers turns every error into JSON."""
+"""Domain errors carry their HTTP status; :mod:`inference.rest.handlers` turns each into JSON."""
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from pydantic_core import ErrorDetails
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-
-log = logging.getLogger(__name__)
 
 MAX_ERROR_BYTES = 8192
 """No error body is larger than this: messages and field paths are clipped, and the field list trimmed."""
@@ -106,6 +100,11 @@ def hide_paths(text: str) -> str:
     return _ABSOLUTE_PATH.sub("", text)
 
 
+def quote(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, clipped: how a message shows a value the client sent."""
+    return clip_text(repr(value), limit)
+
+
 Location = tuple[int | str, ...]
 
 
@@ -149,52 +148,3 @@ def error_body(message: str, **extra: Any) -> dict[str, Any]:
         body["fields"] = fields
         body["error"] = clip_text(message, MAX_MESSAGE_CHARS // 2) + " (field list shortened)"
     return body
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class ErrorResponse(JSONResponse):
-    """JSON whose client-supplied text may hold lone surrogates (``"\\ud800"`` is legal JSON but
-    not encodable as UTF-8): each becomes U+FFFD instead of failing the answer with a 500."""
-
-    def render(self, content: Any) -> bytes:
-        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
-
-
-async def service_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServiceError)
-    return ErrorResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code, headers=exc.headers)
-
-
-async def http_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    path = clip_text(request.url.path, 200)
-    if exc.status_code == 404:
-        message = f"no route {path}"
-    elif exc.status_code == 405:
-        message = f"method {clip_text(request.method, 20)} not allowed on {path}"
-    else:
-        message = str(exc.detail)
-    return ErrorResponse(error_body(message), status_code=exc.status_code, headers=exc.headers)
-
-
-async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
-    """The client closed the connection mid-request: nothing to answer, nothing went wrong here.
-    The 499 only reaches the metrics (uvicorn drops a response to a closed connection)."""
-    log.debug("client went away during %s %s", request.method, clip_text(request.url.path, 200))
-    return Response(status_code=CLIENT_CLOSED)
-
-
-async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(error_body("internal error"), status_code=500)
-
-
-EXCEPTION_HANDLERS: dict[Any, Any] = {
-    ClientDisconnect: client_disconnect_handler,
-    ServiceError: service_error_handler,
-    HTTPException: http_error_handler,
-    Exception: unhandled_error_handler,
-}
