@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             settings.host,
         )
     metrics_dir = prepare_metrics_dir()
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; by default that kills the
+    # process before the `finally` below removes the metrics directory: exit through Python instead.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     import uvicorn
 
