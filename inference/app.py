@@ -62,8 +62,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         holder: ModelHolder = app.state.holder
-        try:
-            holder.swap(await anyio.to_thread.run_sync(holder.load))
+        try:  # bounded by LOAD_TIMEOUT: a model that never loads cannot keep the port closed
+            await anyio.to_thread.run_sync(holder.reload)
         except Exception as exc:  # a bad model file, whatever the cause: serve 503 with the reason, never exit
             if not isinstance(exc, ModelFileError):
                 exc = ModelFileError(f"{type(exc).__name__}: {exc}")
@@ -109,6 +109,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.model_registry,
         on_load=metrics.on_load,
         max_model_bytes=settings.max_model_bytes,
+        load_timeout=settings.load_timeout,
+        predict_timeout=settings.predict_timeout,
     )
     app.state.batcher = RowBatcher()
     app.state.published_model = PublishedModel()

@@ -84,7 +84,8 @@ async def diamond_price(request: Request) -> Response:
 async def diamond_prices(request: Request) -> Response:
     body = await read_body(request)
     args = (holder_of(request), body, settings_of(request).max_error_fields)
-    if len(body) <= INLINE_BODY_BYTES:
+    model = holder_of(request).current
+    if len(body) <= INLINE_BODY_BYTES and not (model is not None and model.speed.slow):
         rows, response = _price_batch(*args)
     else:
         rows, response = await off_loop(request, _price_batch, *args)
