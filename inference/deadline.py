@@ -3,9 +3,9 @@
 A call on the event loop freezes everything else the process answers, ``/health/live`` included,
 and a thread cannot be killed. onnxruntime can stop a run itself: ``RunOptions.terminate`` set from
 another thread ends it between two nodes with an error. :class:`Deadlines` is that other thread,
-one per process. Each model call registers its options with a deadline; the thread sleeps while
-no call is registered and otherwise looks every :data:`TICK` seconds, terminating the calls past
-their deadline.
+one per process. Each model call registers its options with a deadline; the thread looks every
+:data:`TICK` seconds while calls come, terminating those past their deadline, and sleeps after
+:data:`LINGER` seconds without any (a call then wakes it).
 
 A call on the event loop gets :data:`INLINE_SECONDS`: a row takes about 0.1 ms, so a call that
 needs more marks its model as slow (:class:`Speed`) and from then on the model is called in a
@@ -26,11 +26,15 @@ from inference.errors import ServiceError
 
 T = TypeVar("T")
 
-TICK = 0.002
+TICK = 0.005
+LINGER = 1.0
+"""Seconds the thread stays awake after the last call: under load, no call pays to wake it."""
 INLINE_SECONDS = 0.02
 """How long a model call on the event loop may run before it is terminated."""
 SLOW_SECONDS = 0.005
-"""A call on the event loop that takes longer marks its model slow: later calls go to a thread."""
+"""A call on the event loop that takes more CPU time than this marks its model slow: later calls go
+to a thread. CPU time of the calling thread (onnxruntime runs there with one intra-op thread), not
+wall time: a process preempted on a busy machine is not a slow model."""
 
 
 class ModelTooSlow(ServiceError, status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"}):
@@ -83,15 +87,22 @@ class Deadlines:
     def _watch(self) -> None:
         while True:
             self._wake.wait()
-            time.sleep(TICK)
-            now = time.monotonic()
-            calls = list(self._calls.values())
-            for deadline, options in calls:
-                if now > deadline:
-                    options.terminate = True
-            if not calls:
-                self._wake.clear()
-                if self._calls:  # registered between the look and the clear
+            quiet_since: float | None = None
+            while True:  # awake while calls come; asleep again after LINGER seconds without one
+                time.sleep(TICK)
+                now = time.monotonic()
+                calls = list(self._calls.values())
+                for deadline, options in calls:
+                    if now > deadline:
+                        options.terminate = True
+                if calls:
+                    quiet_since = None
+                elif quiet_since is None:
+                    quiet_since = now
+                elif now - quiet_since > LINGER:
+                    self._wake.clear()
+                    if not self._calls:  # else one registered between the look and the clear: go on
+                        break
                     self._wake.set()
 
 
