@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.server import running_server
 from inference.app import create_app
 from inference.deadline import DEADLINES, ModelTooSlow
 from inference.holder import ModelHolder
 from inference.modelsettings import ModelFileError
 from inference.onnx_io import make_feeds, open_session, predict
 from tests.helpers import GOOD, InProcessClient, Project, env_for, point_at, settings_for, slow_model
-from tests.server import running_server
 
 SLOW_INPUT = {**GOOD, "carat": 3.0}
 """Priced by :func:`slow_model` (offset 0.2) after about 28 million loop turns: minutes."""
