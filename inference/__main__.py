@@ -49,9 +49,16 @@ def main(argv: list[str] | None = None) -> int:
             settings.host,
         )
     metrics_dir = prepare_metrics_dir()
-    # uvicorn re-raises the SIGTERM it handled once it has shut down; by default that kills the
-    # process before the `finally` below removes the metrics directory: exit through Python instead.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+    # uvicorn re-raises the SIGTERM it handled once it has shut down, which kills the process before
+    # the `finally` below: remove the metrics directory first, then die of the signal as before.
+    def stopped(signum: int, frame: object) -> None:
+        if metrics_dir is not None:
+            metrics_dir.cleanup()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, stopped)
 
     import uvicorn
 
@@ -71,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             limit_concurrency=settings.limit_concurrency,
         )
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if metrics_dir is not None:
             metrics_dir.cleanup()
     return 0

@@ -10,7 +10,6 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -63,7 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         holder: ModelHolder = app.state.holder
         try:  # bounded by LOAD_TIMEOUT: a model that never loads cannot keep the port closed
-            await anyio.to_thread.run_sync(holder.reload)
+            await holder.reload_async()
         except Exception as exc:  # a bad model file, whatever the cause: serve 503 with the reason, never exit
             if not isinstance(exc, ModelFileError):
                 exc = ModelFileError(f"{type(exc).__name__}: {exc}")

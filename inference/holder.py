@@ -22,6 +22,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import anyio
+import anyio.to_thread
 import numpy as np
 import onnxruntime as ort
 
@@ -170,6 +172,9 @@ class ModelHolder:
         self.load_timeout = load_timeout
         self.predict_timeout = predict_timeout
         self._hung: concurrent.futures.Future[Reload] | None = None
+        self._turns: anyio.CapacityLimiter | None = None
+        self.timed_out = False
+        """Whether the last reload ran out of ``LOAD_TIMEOUT`` (the watcher then waits for a change)."""
         self._current: LoadedModel | None = None
         self._swap_lock = threading.Lock()
         self._reload_lock = threading.Lock()
@@ -256,6 +261,7 @@ class ModelHolder:
                     "restart the service to try again"
                 )
             self._hung = None
+            self.timed_out = False
             attempt: concurrent.futures.Future[Reload] = concurrent.futures.Future()
             abandoned = threading.Event()
             threading.Thread(target=self._attempt, args=(attempt, abandoned), name="model-load", daemon=True).start()
@@ -267,6 +273,7 @@ class ModelHolder:
                         abandoned.set()
                         self._hung = attempt
                 if abandoned.is_set():
+                    self.timed_out = True
                     self._report("failure", self.load_timeout, None)
                     raise ModelFileError(
                         f"loading the model did not finish within LOAD_TIMEOUT ({self.load_timeout:g} s)"
@@ -274,6 +281,14 @@ class ModelHolder:
                 return attempt.result()
         finally:
             self._reload_lock.release()
+
+    async def reload_async(self) -> Reload:
+        """:meth:`reload` from the event loop. Callers wait for their turn here, in the loop, not
+        each in a worker thread: an update storm behind a slow load cannot use up the thread pool
+        that other requests need."""
+        if self._turns is None:
+            self._turns = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(self.reload, limiter=self._turns)
 
     def _attempt(self, attempt: concurrent.futures.Future[Reload], abandoned: threading.Event) -> None:
         try:

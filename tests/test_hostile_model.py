@@ -130,3 +130,26 @@ def test_a_hung_reload_times_out_without_blocking_later_ones(served: Project) ->
             point_at(served, 3, (served.registry / "diamond_price-v1.onnx").read_bytes())
             assert c.post("/update_model").json()["version"] == 3
             assert c.get("/health/live").status_code == 200
+
+
+@pytest.mark.slow
+def test_an_update_storm_behind_a_hung_load_leaves_the_thread_pool_to_others(served: Project) -> None:
+    with running_server(env_for(served, LOAD_TIMEOUT="3", MODEL_AUTO_RELOAD="0")) as (base, _):
+        point_at(served, 2, slow_model(0.0, 1e9))
+        answers: list[int] = []
+
+        def update() -> None:
+            answers.append(httpx.post(base + "/update_model", timeout=60).status_code)
+
+        storm = [threading.Thread(target=update) for _ in range(60)]  # more than the 40 worker threads
+        for t in storm:
+            t.start()
+        time.sleep(0.5)
+        with httpx.Client(base_url=base, timeout=30) as c:
+            for path in ("/", "/health/ready", "/health/live"):  # `/` looks for the report in a thread
+                started = time.perf_counter()
+                assert c.get(path).status_code == 200
+                assert time.perf_counter() - started < 1, path
+        for t in storm:
+            t.join()
+        assert answers == [409] * 60

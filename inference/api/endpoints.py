@@ -123,7 +123,7 @@ async def update_model(request: Request) -> Response:
     check_token(request, settings_of(request).update_token)
     holder = holder_of(request)
     try:
-        current, previous, changed = await anyio.to_thread.run_sync(holder.reload)
+        current, previous, changed = await holder.reload_async()
     except ModelFileError as exc:
         serving = holder.current
         log.error("model reload failed, still serving %s: %s", f"v{serving.version}" if serving else "nothing", exc)
