@@ -13,7 +13,10 @@ import importlib.util
 import ipaddress
 import logging
 import os
+import shutil
+import signal
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -58,24 +61,37 @@ def main(argv: list[str] | None = None) -> int:
     if settings.port:  # port 0: the system picks one, and uvicorn's own line names it
         threading.Thread(target=announce, args=(settings.host, settings.port), name="announce", daemon=True).start()
 
+    # uvicorn re-raises the SIGTERM it handled once it has shut down, which kills the process before
+    # the `finally` below: remove the metrics directory first, then die of the signal as before.
+    def stopped(signum: int, frame: object) -> None:
+        if metrics_dir is not None:
+            metrics_dir.cleanup()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, stopped)
+
     import uvicorn
 
-    uvicorn.run(
-        "inference.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=logging_dict(settings.log_level.upper()),
-        access_log=settings.access_log,
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http=http_protocol(),
-        proxy_headers=True,
-        server_header=False,
-        limit_concurrency=settings.limit_concurrency,
-    )
-    if metrics_dir is not None:
-        metrics_dir.cleanup()
+    try:
+        uvicorn.run(
+            "inference.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=logging_dict(settings.log_level.upper()),
+            access_log=settings.access_log,
+            loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+            http=http_protocol(),
+            proxy_headers=True,
+            server_header=False,
+            limit_concurrency=settings.limit_concurrency,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if metrics_dir is not None:
+            metrics_dir.cleanup()
     return 0
 
 
@@ -151,11 +167,42 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def prepare_metrics_dir() -> tempfile.TemporaryDirectory[str] | None:
+class MetricsDir:
+    """This run's PROMETHEUS_MULTIPROC_DIR: ``<tmp>/diamond-metrics-<uid>/run-<pid>``, removed at exit.
+    A run killed before it could remove its own (SIGKILL, a crash) leaves it behind; the next start
+    removes every run directory whose process is gone."""
+
+    def __init__(self, parent: Path) -> None:
+        parent.mkdir(mode=0o700, exist_ok=True)
+        info = parent.lstat()  # in a shared /tmp: ours, a real directory, not a link someone planted
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise RuntimeError(f"{parent} is not a directory owned by this user")
+        for stale in parent.glob("run-*"):
+            pid = stale.name.removeprefix("run-")
+            if pid.isascii() and pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+                shutil.rmtree(stale, ignore_errors=True)
+        self.path = parent / f"run-{os.getpid()}"
+        self.path.mkdir(mode=0o700)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def prepare_metrics_dir() -> MetricsDir | None:
     """Give the workers a shared, empty PROMETHEUS_MULTIPROC_DIR (before anything imports the client).
 
-    Returns the temporary directory we created, or None when the operator chose one
-    (its stale sample files from an earlier run are removed).
+    Returns the run directory we created, or None when the operator chose one (its stale sample
+    files from an earlier run are removed).
     """
     chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if chosen:
@@ -164,8 +211,8 @@ def prepare_metrics_dir() -> tempfile.TemporaryDirectory[str] | None:
         for stale in path.glob("*.db"):
             stale.unlink()
         return None
-    created = tempfile.TemporaryDirectory(prefix="diamond-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = created.name
+    created = MetricsDir(Path(tempfile.gettempdir()) / f"diamond-metrics-{os.getuid()}")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(created.path)
     return created
 
 

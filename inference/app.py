@@ -10,7 +10,6 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -21,7 +20,7 @@ from inference.batching import RowBatcher
 from inference.config import Settings
 from inference.holder import ModelHolder
 from inference.modelsettings import ModelFileError
-from inference.pages.calculator import calculator_routes
+from inference.pages.calculator import PublishedModel, calculator_routes
 from inference.pages.docs import docs_routes
 from inference.rest.handlers import EXCEPTION_HANDLERS
 from inference.rest.limits import BodyLimits
@@ -62,8 +61,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         holder: ModelHolder = app.state.holder
-        try:
-            holder.swap(await anyio.to_thread.run_sync(holder.load))
+        try:  # bounded by LOAD_TIMEOUT: a model that never loads cannot keep the port closed
+            await holder.reload_async()
         except Exception as exc:  # a bad model file, whatever the cause: serve 503 with the reason, never exit
             if not isinstance(exc, ModelFileError):
                 exc = ModelFileError(f"{type(exc).__name__}: {exc}")
@@ -104,7 +103,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.holder = ModelHolder(settings.model_settings, settings.model_registry, on_load=metrics.on_load)
+    app.state.holder = ModelHolder(
+        settings.model_settings,
+        settings.model_registry,
+        on_load=metrics.on_load,
+        max_model_bytes=settings.max_model_bytes,
+        load_timeout=settings.load_timeout,
+        predict_timeout=settings.predict_timeout,
+    )
     app.state.batcher = RowBatcher()
+    app.state.published_model = PublishedModel()
     app.state.openapi = spec
     return app

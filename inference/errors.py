@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -89,6 +90,16 @@ class ReloadFailed(ServiceError, status=409):
 def clip_text(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters (client-supplied text is quoted, never echoed whole)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"]+/)+(?=[^\s/'\"]*)")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with each absolute file path cut to its last name (``/srv/x/model.onnx`` ->
+    ``model.onnx``): error bodies reach unauthenticated callers, the server's layout is not theirs
+    to read (the logs keep the full paths)."""
+    return _ABSOLUTE_PATH.sub("", text)
 
 
 def quote(value: Any, limit: int = 40) -> str:

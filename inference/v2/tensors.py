@@ -170,7 +170,10 @@ def _strings(flat: list[Any], where: str) -> list[str]:
 def _check_range(values: Column, shown: np.ndarray | None, bounds: tuple[float, float], where: str) -> None:
     assert isinstance(values, np.ndarray)
     lo, hi = bounds
-    ok = (values >= np.float32(lo)) & (values <= np.float32(hi))  # NaN fails both
+    # JSON numbers are checked as sent, against the JSON API's bounds (5.0100001 > 5.01); binary FP32
+    # against the float32 nearest each bound (no float32 is 5.01). NaN fails both comparisons.
+    checked, low, high = (shown, lo, hi) if shown is not None else (values, np.float32(lo), np.float32(hi))
+    ok = (checked >= low) & (checked <= high)
     bad = np.flatnonzero(~ok)
     if bad.size:
         source = values if shown is None else shown
