@@ -17,6 +17,7 @@ import pandas as pd
 
 from inference.config import ConfigError, number_from_env
 from inference.schema import FEATURES, FeatureSchema
+from training import rules
 
 log = logging.getLogger(__name__)
 
@@ -96,28 +97,16 @@ def load(db: Path, schema: FeatureSchema = FEATURES, max_price: float = MAX_PRIC
     ds = Dataset(frame=raw, rows_read=len(raw))
     log.info("read %d rows from %s", len(raw), db)
 
-    df = raw
+    checked = rules.check(raw, schema, max_price)
+    for rule, count in checked.counts().items():
+        ds.removed[rule] = count
+        log.info("cleaning: %-28s removed %6d rows", rule, count)
+    keep = checked.passed
+    df = raw.loc[keep].copy()
+    for column in [*schema.numeric, schema.target]:
+        df[column] = checked.numbers[column][keep]
     needed = [*schema.names, schema.target]
-    df = _drop(ds, df, df[needed].isna().any(axis=1), "NULL in a feature or the price")
-    numeric = [*schema.numeric, schema.target]
-    bad_number = np.zeros(len(df), dtype=bool)
-    for column in numeric:
-        values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float, na_value=math.nan)
-        bad_number |= ~np.isfinite(values)
-    df = _drop(ds, df, bad_number, "not a finite number")
-    df = df.astype({c: "float64" for c in numeric})
-    unknown = np.zeros(len(df), dtype=bool)
-    for name, allowed in schema.categorical.items():
-        unknown |= ~df[name].isin(allowed).to_numpy()
-    df = _drop(ds, df, unknown, "unknown category")
-    non_positive = (df[list(schema.numeric)].le(0).any(axis=1) | df[schema.target].le(0)).to_numpy()
-    df = _drop(ds, df, non_positive, "non-positive carat or price")
-    df = _drop(ds, df, df[schema.target].gt(max_price).to_numpy(), "price above MAX_PRICE")
-    out_of_range = np.zeros(len(df), dtype=bool)
-    for name, (lo, hi) in schema.numeric.items():
-        out_of_range |= ~df[name].between(lo, hi).to_numpy()
-    df = _drop(ds, df, out_of_range, "outside the schema's range")
-    df = _drop(ds, df, df.duplicated(subset=needed, keep="first").to_numpy(), "duplicate of an earlier row")
+    df = _drop(ds, df, df.duplicated(subset=needed, keep="first").to_numpy(), rules.DUPLICATE)
     if df.empty:
         raise DataError(f"no usable rows in {db} (read {len(raw)}, all removed by cleaning)")
     for name in schema.categorical:
