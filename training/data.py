@@ -123,14 +123,34 @@ def _drop(ds: Dataset, df: pd.DataFrame, mask: np.ndarray | pd.Series, rule: str
     return df.loc[~mask]
 
 
-def _read(db: Path, columns: list[str]) -> pd.DataFrame:
-    """The key (as :data:`KEY`) and ``columns`` of every row, ordered by key."""
+def open_read_only(db: Path) -> sqlite3.Connection:
+    """``db`` for reading, after SQLite's own recovery of a write that was killed.
+
+    A process killed mid-transaction leaves ``db-journal`` beside the database (a hot journal);
+    a read-only connection cannot roll it back and refuses to read. Opening the file for writing
+    once and reading it makes SQLite restore the last committed state; nothing else is written.
+    """
     if not db.is_file():
         raise DataError(f"database not found: {db}")
+    journal = db.with_name(db.name + "-journal")
+    if journal.exists() and journal.stat().st_size > 0:
+        try:
+            con = sqlite3.connect(db, timeout=5)
+            try:
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            pass  # no write access, or another writer: the read below says what is wrong
     try:
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        return sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise DataError(f"cannot open database {db}: {exc}") from None
+
+
+def _read(db: Path, columns: list[str]) -> pd.DataFrame:
+    """The key (as :data:`KEY`) and ``columns`` of every row, ordered by key."""
+    con = open_read_only(db)
     try:
         try:
             info = con.execute(f"PRAGMA table_info({quote_identifier(TABLE)})").fetchall()
@@ -142,7 +162,7 @@ def _read(db: Path, columns: list[str]) -> pd.DataFrame:
         missing = [c for c in columns if c not in present]
         if missing:
             raise DataError(f"table {TABLE!r} in {db} lacks column(s): {', '.join(missing)}")
-        key = _key_column(info, db)
+        key = key_column(info, db)
         select = ", ".join([key, *(quote_identifier(c) for c in columns)])
         table = quote_identifier(TABLE)
         try:
@@ -157,7 +177,7 @@ def _read(db: Path, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=[KEY, *columns])
 
 
-def _key_column(info: list[tuple[object, ...]], db: Path) -> str:
+def key_column(info: list[tuple[object, ...]], db: Path) -> str:
     """The row key as an SQL expression: the table's INTEGER PRIMARY KEY column, or ``rowid``
     when it declares no primary key. Any other key (TEXT, REAL, several columns) is refused."""
     primary = [row for row in info if row[5]]  # (cid, name, type, notnull, default, pk)

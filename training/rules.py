@@ -44,7 +44,8 @@ class Checked:
 
     @property
     def passed(self) -> np.ndarray:
-        return self.rule == PASSED
+        passed: np.ndarray = self.rule == PASSED
+        return passed
 
     def counts(self) -> dict[str, int]:
         """Rule -> rows it refused, every rule in order (zeros included)."""

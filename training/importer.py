@@ -1,0 +1,405 @@
+"""``python -m training import FILE``: add the rows of a CSV file to ``diamond.db``, or none.
+
+The file streams through in chunks (memory does not grow with its length). Each row meets the
+rules training's cleaning applies (:mod:`training.rules`); a row that breaks one goes to
+``FILE.rejects.csv`` with its line and reason, the others are inserted, all in one SQLite
+transaction: a kill at any moment leaves the database as it was before or after. A file whose
+sha256 was imported before adds nothing. More than ``max_refused`` of the rows refused, and
+nothing is imported unless ``accept_partial``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import logging
+import math
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from inference.config import ConfigError, number_from_env
+from inference.schema import FEATURES
+from training import provenance, rules
+from training.data import TABLE, DataError, key_column, quote_identifier
+
+log = logging.getLogger(__name__)
+
+MAX_REFUSED = 0.10
+"""Default share of refused rows above which nothing is imported (``IMPORT_MAX_REFUSED``)."""
+BUSY_TIMEOUT = 10.0
+"""Default seconds to wait for another writer of the database (``IMPORT_BUSY_TIMEOUT``)."""
+CHUNK_ROWS = 20_000
+MAX_LINE = 1 << 20
+"""A line longer than this (characters) ends the import: no row of diamonds is that long."""
+WRONG_WIDTH = "wrong number of fields"
+"""The one refusal that is the file's, not the rules': a row the header does not describe."""
+REQUIRED = (*FEATURES.names, FEATURES.target)
+PROVENANCE = set(provenance.COLUMNS)
+
+
+class ImportFailed(DataError):
+    """Nothing was imported; the message says why in one line."""
+
+
+class Busy(ImportFailed):
+    """Another writer held the database past the busy timeout."""
+
+
+@dataclass
+class Summary:
+    """What an import did."""
+
+    source: Path
+    sha256: str
+    rows_read: int = 0
+    added: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    import_id: int | None = None
+    first_id: int | None = None
+    rejects: Path | None = None
+    ignored: list[str] = field(default_factory=list)
+    already: provenance.Import | None = None
+    migrated: list[str] = field(default_factory=list)
+
+    @property
+    def refused_total(self) -> int:
+        return sum(self.refused.values())
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """``IMPORT_MAX_REFUSED`` (a share, 0 to 1) and ``IMPORT_BUSY_TIMEOUT`` (seconds)."""
+    env = os.environ if env is None else env
+    try:
+        share = number_from_env(env, "IMPORT_MAX_REFUSED", MAX_REFUSED, lambda v: 0 <= v <= 1, "a share from 0 to 1")
+        busy = number_from_env(
+            env, "IMPORT_BUSY_TIMEOUT", BUSY_TIMEOUT, lambda v: 0 <= v < 86400, "seconds from 0 to 86400"
+        )
+    except ConfigError as exc:
+        raise ImportFailed(str(exc)) from None
+    return share, busy
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run(
+    db: Path,
+    source: Path,
+    *,
+    max_refused: float = MAX_REFUSED,
+    accept_partial: bool = False,
+    busy_timeout: float = BUSY_TIMEOUT,
+    max_price: float = math.inf,
+    rejects: Path | None = None,
+) -> Summary:
+    """Import ``source`` into ``db``; raises :class:`ImportFailed` (nothing imported) or :class:`Busy`."""
+    if not source.is_file():
+        raise ImportFailed(f"file not found: {source}")
+    if source.suffix.lower() in (".parquet", ".pq", ".xlsx", ".xls"):
+        raise ImportFailed(f"{source.name}: only CSV files can be imported (save it as CSV first)")
+    if not db.is_file():
+        raise ImportFailed(f"database not found: {db}")
+    summary = Summary(source, sha256_of(source))
+    rejects = rejects or source.with_name(source.name + ".rejects.csv")
+    con = _begin(db, busy_timeout)
+    try:
+        summary.migrated = provenance.migrate(con)
+        summary.already = provenance.find(con, summary.sha256)
+        if summary.already is not None:
+            con.rollback()
+            return summary
+        _import(con, db, source, summary, rejects, max_price)
+        share = summary.refused_total / summary.rows_read
+        if share > max_refused and not accept_partial:
+            con.rollback()
+            raise ImportFailed(
+                f"{source.name}: {summary.refused_total:,} of {summary.rows_read:,} rows refused ({share:.1%}), "
+                f"more than the {max_refused:.0%} allowed (IMPORT_MAX_REFUSED, --max-refused); nothing imported. "
+                f"Reasons in {rejects}; fix them, or pass --accept-partial to import the {summary.added:,} good rows"
+            )
+        con.execute(
+            f"UPDATE {provenance.IMPORTS} SET rows_read = ?, rows_added = ?, rows_refused = ? WHERE id = ?",
+            (summary.rows_read, summary.added, summary.refused_total, summary.import_id),
+        )
+        con.commit()
+    except sqlite3.OperationalError as exc:
+        con.rollback()
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise _busy(db, busy_timeout) from None
+        raise ImportFailed(f"cannot write {db}: {exc}; nothing imported") from None
+    except sqlite3.DatabaseError as exc:
+        con.rollback()
+        raise ImportFailed(f"cannot write {db}: {exc}; nothing imported") from None
+    except BaseException:
+        con.rollback()
+        raise
+    finally:
+        con.close()
+    return summary
+
+
+def _begin(db: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection inside ``BEGIN IMMEDIATE``: the write lock is ours until commit or rollback."""
+    journal = db.with_name(db.name + "-journal")
+    interrupted = journal.exists() and journal.stat().st_size > 0
+    con = sqlite3.connect(db, timeout=0, isolation_level=None)
+    try:
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            log.info("%s is locked by another writer: waiting up to %g s (IMPORT_BUSY_TIMEOUT)", db, busy_timeout)
+            con.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            con.execute("BEGIN IMMEDIATE")
+        con.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    except sqlite3.OperationalError as exc:
+        con.close()
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise _busy(db, busy_timeout) from None
+        raise ImportFailed(f"cannot write {db}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        con.close()
+        raise ImportFailed(f"cannot write {db}: {exc}") from None
+    if interrupted and not journal.exists():
+        log.info("rolled back a write that was interrupted earlier (%s)", journal.name)
+    return con
+
+
+def _busy(db: Path, waited: float) -> Busy:
+    return Busy(
+        f"{db} is locked by another writer (waited {waited:g} s); nothing imported. Retry when it has "
+        "finished, or wait longer with IMPORT_BUSY_TIMEOUT or --busy-timeout"
+    )
+
+
+def _import(con: sqlite3.Connection, db: Path, source: Path, summary: Summary, rejects: Path, max_price: float) -> None:
+    """Stream ``source`` into the open transaction, refused rows into ``rejects``."""
+    info = con.execute(f"PRAGMA table_info({quote_identifier(TABLE)})").fetchall()
+    key = key_column(info, db)
+    table_columns = {str(row[1]).lower(): (str(row[1]), str(row[2]).upper()) for row in info if not row[5]}
+    lacking = [c for c in REQUIRED if c not in table_columns]
+    if lacking:
+        raise ImportFailed(f"table {TABLE!r} in {db} lacks column(s): {', '.join(lacking)}")
+    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    cursor = con.execute(
+        f"INSERT INTO {provenance.IMPORTS} (source, sha256, imported_at, rows_read, rows_added, rows_refused) "
+        "VALUES (?, ?, ?, 0, 0, 0)",
+        (source.name, summary.sha256, now),
+    )
+    summary.import_id = cursor.lastrowid
+    next_id = int(con.execute(f"SELECT coalesce(max({key}), 0) FROM {quote_identifier(TABLE)}").fetchone()[0]) + 1
+    summary.first_id = next_id
+    summary.refused = dict.fromkeys(rules.RULES, 0)
+    tmp = rejects.with_name(rejects.name + ".tmp")
+    digest = hashlib.sha256()
+    try:
+        with source.open("rb") as raw, tmp.open("w", newline="", encoding="utf-8") as out:
+            text = io.TextIOWrapper(io.BufferedReader(_Hashing(raw, digest), 1 << 20), encoding="utf-8-sig", newline="")
+            lines = _lines(text)
+            header_line = next(lines, "")
+            delimiter = max(",;\t", key=header_line.count)
+            reader = csv.reader(itertools.chain([header_line], lines), delimiter=delimiter)
+            header = [h.strip() for h in next(reader, [])]
+            used = _columns(source, header, table_columns, summary)
+            names = [table_columns[h.lower()][0] for h, _ in used]
+            writer = csv.writer(out)
+            writer.writerow(["line", "reason", "detail", *names])
+            chunk = _Chunk(names, [i for _, i in used], len(header))
+            insert = (
+                f"INSERT INTO {quote_identifier(TABLE)} ({key}, {', '.join(quote_identifier(n) for n in names)}, "
+                f"import_id, import_line) VALUES ({', '.join('?' * (len(names) + 3))})"
+            )
+            optional = [n for n in names if n not in REQUIRED and _numeric(table_columns[n.lower()][1])]
+            line = reader.line_num
+            for record in reader:
+                start, line = line + 1, reader.line_num
+                if not "".join(record).strip():
+                    continue  # a blank line
+                summary.rows_read += 1
+                if len(record) != len(header):
+                    summary.refused[WRONG_WIDTH] = summary.refused.get(WRONG_WIDTH, 0) + 1
+                    detail = f"{len(record)} fields, the header has {len(header)}"
+                    chunk.refused.append((start, WRONG_WIDTH, detail, [""] * len(names)))
+                    continue
+                chunk.add(start, record)
+                if len(chunk.lines) + len(chunk.refused) >= CHUNK_ROWS:
+                    next_id = chunk.flush(con, insert, writer, summary, next_id, optional, max_price)
+            chunk.flush(con, insert, writer, summary, next_id, optional, max_price)
+    except UnicodeDecodeError as exc:
+        tmp.unlink(missing_ok=True)
+        reason = f"{exc.reason} after line {line}"
+        raise ImportFailed(f"{source.name} is not UTF-8 text ({reason}); nothing imported") from None
+    except csv.Error as exc:
+        tmp.unlink(missing_ok=True)
+        raise ImportFailed(f"{source.name}, line {line + 1}: not valid CSV ({exc}); nothing imported") from None
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ImportFailed(f"cannot read {source} or write {tmp}: {exc}; nothing imported") from None
+    if digest.hexdigest() != summary.sha256:
+        tmp.unlink(missing_ok=True)
+        raise ImportFailed(f"{source.name} changed while it was being imported; nothing imported")
+    if summary.rows_read == 0:
+        tmp.unlink(missing_ok=True)
+        raise ImportFailed(f"{source.name} has a header but no rows; nothing imported")
+    summary.refused = {reason: n for reason, n in summary.refused.items() if n}
+    os.replace(tmp, rejects)
+    summary.rejects = rejects
+
+
+def _columns(
+    source: Path, header: list[str], table: dict[str, tuple[str, str]], summary: Summary
+) -> list[tuple[str, int]]:
+    """The header's columns the table has (name, position); refuses a file without every required one."""
+    if not any(header):
+        raise ImportFailed(f"{source.name} is empty: a CSV file with a header row is needed")
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header):
+        lower = name.lower()
+        if lower in seen:
+            raise ImportFailed(f"{source.name}: column {name!r} appears twice in the header")
+        seen[lower] = position
+    missing = [c for c in REQUIRED if c not in seen]
+    if missing:
+        raise ImportFailed(
+            f"{source.name} lacks column(s): {', '.join(missing)} (needs {', '.join(REQUIRED)}; "
+            f"names are matched ignoring case; the header read was {', '.join(header)[:200]!r})"
+        )
+    used = [(name, seen[name.lower()]) for name in header if name.lower() in table and name.lower() not in PROVENANCE]
+    summary.ignored = [name for name in header if name.lower() not in {u.lower() for u, _ in used}]
+    return used
+
+
+def _numeric(declared: str) -> bool:
+    """SQLite's affinity rules: a column whose declared type holds INT, REAL, FLOA, DOUB or NUM."""
+    return any(word in declared for word in ("INT", "REAL", "FLOA", "DOUB", "NUM"))
+
+
+class _Chunk:
+    """Up to :data:`CHUNK_ROWS` rows of the file, checked and inserted together."""
+
+    def __init__(self, names: list[str], positions: list[int], width: int) -> None:
+        self.names, self.positions, self.width = names, positions, width
+        self.lines: list[int] = []
+        self.rows: list[list[str]] = []
+        self.refused: list[tuple[int, str, str, list[str]]] = []
+        """Rows refused before the rules (the wrong number of fields): written in line order with the rest."""
+        self.canonical = {n: {v.lower(): v for v in allowed} for n, allowed in FEATURES.categorical.items()}
+
+    def add(self, line: int, record: list[str]) -> None:
+        self.lines.append(line)
+        self.rows.append(record)
+
+    def flush(
+        self,
+        con: sqlite3.Connection,
+        insert: str,
+        writer: Any,
+        summary: Summary,
+        next_id: int,
+        optional: list[str],
+        max_price: float,
+    ) -> int:
+        if not self.rows and not self.refused:
+            return next_id
+        frame = pd.DataFrame(self.rows, dtype=object)[self.positions].set_axis(self.names, axis=1)
+        for name in self.names:
+            stripped = frame[name].str.strip()
+            frame[name] = stripped.where(stripped != "", None)
+        texts = frame.to_numpy()
+        for name, lookup in self.canonical.items():  # "very good" is "Very Good"
+            given = frame[name]
+            frame[name] = given.str.lower().map(lookup).where(lambda s: s.notna(), given)
+        checked = rules.check(frame, FEATURES, max_price, optional_numeric=optional)
+        for position in np.flatnonzero(~checked.passed):
+            reason, column = rules.RULES[checked.rule[position]], str(checked.column[position])
+            row = ["" if v is None else str(v) for v in texts[position]]
+            value = row[self.names.index(column)]
+            detail = f"{column} is empty" if reason == rules.NULL else f"{column} = {value[:40]!r}"
+            summary.refused[reason] += 1
+            self.refused.append((self.lines[position], reason, detail, row))
+        for line, reason, detail, row in sorted(self.refused, key=lambda r: r[0]):
+            writer.writerow([line, reason, detail, *row])
+        keep = np.flatnonzero(checked.passed)
+        values = []
+        for name in self.names:
+            if name in REQUIRED and name in checked.numbers:  # a row that passed has a number there
+                values.append(checked.numbers[name][keep].tolist())
+            elif name in checked.numbers:
+                values.append([None if math.isnan(v) else v for v in checked.numbers[name][keep].tolist()])
+            else:
+                values.append(frame[name].to_numpy()[keep].tolist())
+        ids = range(next_id, next_id + len(keep))
+        lines = [self.lines[i] for i in keep]
+        con.executemany(insert, zip(ids, *values, itertools.repeat(summary.import_id), lines, strict=False))
+        summary.added += len(keep)
+        self.lines, self.rows, self.refused = [], [], []
+        return next_id + len(keep)
+
+
+def _lines(text: IO[str]) -> Iterator[str]:
+    """The file's lines, each at most :data:`MAX_LINE` characters."""
+    number = 0
+    while line := text.readline(MAX_LINE + 1):
+        number += 1
+        if len(line) > MAX_LINE:
+            raise ImportFailed(f"line {number} is longer than {MAX_LINE:,} characters; nothing imported")
+        yield line
+
+
+class _Hashing(io.RawIOBase):
+    """A binary file, hashed as it is read: the rows imported are the bytes whose sha256 is recorded."""
+
+    def __init__(self, raw: IO[bytes], digest: hashlib._Hash) -> None:
+        self.raw, self.digest = raw, digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.digest.update(data)
+        return len(data)
+
+
+def print_summary(summary: Summary, elapsed: float, peak_rss_mb: float) -> None:
+    """The import's outcome on stdout."""
+    name = summary.source.name
+    if summary.already is not None:
+        a = summary.already
+        print(
+            f"{name}: already imported (import {a.id}, {a.rows_added:,} rows, {a.imported_at}, "
+            f"sha256 {a.sha256[:12]}): 0 rows added"
+        )
+        return
+    share = summary.refused_total / summary.rows_read if summary.rows_read else 0.0
+    last = (summary.first_id or 0) + summary.added - 1
+    ids = f", keys {summary.first_id}-{last}" if summary.added else ""
+    print(
+        f"{name}: {summary.rows_read:,} rows read, {summary.added:,} added (import {summary.import_id}{ids}), "
+        f"{summary.refused_total:,} refused ({share:.1%})"
+    )
+    for reason, count in sorted(summary.refused.items(), key=lambda kv: -kv[1]):
+        print(f"  refused: {reason}: {count:,}")
+    print(f"  rejects file: {summary.rejects}")
+    if summary.ignored:
+        print(f"  columns ignored: {', '.join(summary.ignored)[:300]}")
+    if summary.migrated:
+        print(f"  database schema: added {', '.join(summary.migrated)} (existing rows unchanged)")
+    print(f"  took {elapsed:.1f} s, peak RSS {peak_rss_mb:.0f} MB")

@@ -1,0 +1,48 @@
+"""The ``import`` and ``data`` commands of ``python -m training``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+from training import data, importer, provenance
+
+log = logging.getLogger("training")
+EX_TEMPFAIL = 75
+
+
+def run_command(args: argparse.Namespace, db: Path) -> int:
+    """Exit status: 0 done (or already imported), 1 nothing imported, 75 the database stayed locked."""
+    try:
+        if args.command == "data":
+            print(provenance.format_imports(db, *provenance.list_imports(db)))
+            return 0
+        share, busy = importer.settings_from_env()
+        started = time.perf_counter()
+        summary = importer.run(
+            db,
+            args.file,
+            max_refused=share if args.max_refused is None else args.max_refused,
+            accept_partial=args.accept_partial,
+            busy_timeout=busy if args.busy_timeout is None else args.busy_timeout,
+            max_price=data.max_price_from_env(),
+            rejects=args.rejects,
+        )
+        importer.print_summary(summary, time.perf_counter() - started, peak_rss_mb())
+    except importer.Busy as exc:
+        log.error("error: %s", exc)
+        return EX_TEMPFAIL
+    except (data.DataError, OSError) as exc:
+        log.error("error: %s", exc)
+        return 1
+    return 0
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
