@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from training.data import TABLE, DataError, open_read_only, quote_identifier
 
 IMPORTS = "imports"
@@ -115,6 +117,20 @@ def imported_since(db: Path, since: str | None) -> list[int]:
         raise DataError(f"cannot read database {db}: {exc}") from None
     finally:
         con.close()
+
+
+def new_rows(db: Path, keys: np.ndarray, holdout: np.ndarray, since: str | None) -> dict[str, Any]:
+    """How many rows were imported at or after ``since`` (the current model's creation; None: ever),
+    and where the clean ones among them (``keys``, with the ``holdout`` mask) fall."""
+    imported = imported_since(db, since)
+    new = np.isin(keys, np.asarray(imported, dtype=np.int64))
+    return {
+        "since": since,
+        "imported": len(imported),
+        "clean": int(new.sum()),
+        "train": int((new & ~holdout).sum()),
+        "holdout": int((new & holdout).sum()),
+    }
 
 
 def format_imports(db: Path, total: int, imports: list[Import]) -> str:

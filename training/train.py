@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 
 from inference.modelsettings import MODEL_NAME, SETTINGS_FORMAT, ModelFileError
 from inference.schema import FEATURES
-from training import data, export, gate, preflight, report
+from training import data, export, gate, preflight, provenance, report
 from training.paths import TrainingPaths
 from training.pipeline import build_pipeline, describe
 from training.registry import Registry
@@ -94,6 +94,16 @@ def run(
             ) from None
         version = registry.next_version()
         created_at = datetime.now(UTC).isoformat(timespec="seconds")
+        since = (current.settings.model_extra or {}).get("created_at") if current else None
+        new_rows = provenance.new_rows(paths.db, frame[data.KEY].to_numpy(), holdout_mask, since)
+        log.info(
+            "new since %s: %d rows imported, %d clean (%d to train, %d held out)",
+            f"v{current.settings.version} ({since})" if current else "the start (no current model)",
+            new_rows["imported"],
+            new_rows["clean"],
+            new_rows["train"],
+            new_rows["holdout"],
+        )
         record: dict[str, Any] = {
             "format": SETTINGS_FORMAT,
             "name": MODEL_NAME,
@@ -145,6 +155,7 @@ def run(
             promote,
             decision.reason,
             registry,
+            new_rows,
         )
         report_html = report.render_run(facts)
         history: dict[str, Any] = {
@@ -159,6 +170,7 @@ def run(
             "version": version if promote else None,
             "train_rows": len(train),
             "holdout_rows": len(holdout),
+            "new_rows": new_rows,
             "data_fingerprint": record["data_fingerprint"],
         }
         if promote:
