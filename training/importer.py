@@ -208,55 +208,57 @@ def _import(con: sqlite3.Connection, db: Path, source: Path, summary: Summary, r
     summary.refused = dict.fromkeys(rules.RULES, 0)
     tmp = rejects.with_name(rejects.name + ".tmp")
     digest = hashlib.sha256()
+    line = 0
     try:
-        with source.open("rb") as raw, tmp.open("w", newline="", encoding="utf-8") as out:
-            text = io.TextIOWrapper(io.BufferedReader(_Hashing(raw, digest), 1 << 20), encoding="utf-8-sig", newline="")
-            lines = _lines(text)
-            header_line = next(lines, "")
-            delimiter = max(",;\t", key=header_line.count)
-            reader = csv.reader(itertools.chain([header_line], lines), delimiter=delimiter)
-            header = [h.strip() for h in next(reader, [])]
-            used = _columns(source, header, table_columns, summary)
-            names = [table_columns[h.lower()][0] for h, _ in used]
-            writer = csv.writer(out)
-            writer.writerow(["line", "reason", "detail", *names])
-            chunk = _Chunk(names, [i for _, i in used], len(header))
-            insert = (
-                f"INSERT INTO {quote_identifier(TABLE)} ({key}, {', '.join(quote_identifier(n) for n in names)}, "
-                f"import_id, import_line) VALUES ({', '.join('?' * (len(names) + 3))})"
-            )
-            optional = [n for n in names if n not in REQUIRED and _numeric(table_columns[n.lower()][1])]
-            line = reader.line_num
-            for record in reader:
-                start, line = line + 1, reader.line_num
-                if not "".join(record).strip():
-                    continue  # a blank line
-                summary.rows_read += 1
-                if len(record) != len(header):
-                    summary.refused[WRONG_WIDTH] = summary.refused.get(WRONG_WIDTH, 0) + 1
-                    detail = f"{len(record)} fields, the header has {len(header)}"
-                    chunk.refused.append((start, WRONG_WIDTH, detail, [""] * len(names)))
-                    continue
-                chunk.add(start, record)
-                if len(chunk.lines) + len(chunk.refused) >= CHUNK_ROWS:
-                    next_id = chunk.flush(con, insert, writer, summary, next_id, optional, max_price)
-            chunk.flush(con, insert, writer, summary, next_id, optional, max_price)
-    except UnicodeDecodeError as exc:
+        try:
+            with source.open("rb") as raw, tmp.open("w", newline="", encoding="utf-8") as out:
+                text = io.TextIOWrapper(
+                    io.BufferedReader(_Hashing(raw, digest), 1 << 20), encoding="utf-8-sig", newline=""
+                )
+                lines = _lines(text)
+                header_line = next(lines, "")
+                delimiter = max(",;\t", key=header_line.count)
+                reader = csv.reader(itertools.chain([header_line], lines), delimiter=delimiter, strict=True)
+                header = [h.strip() for h in next(reader, [])]
+                used = _columns(source, header, table_columns, summary)
+                names = [table_columns[h.lower()][0] for h, _ in used]
+                writer = csv.writer(out)
+                writer.writerow(["line", "reason", "detail", *names])
+                chunk = _Chunk(names, [i for _, i in used], len(header))
+                insert = (
+                    f"INSERT INTO {quote_identifier(TABLE)} ({key}, {', '.join(quote_identifier(n) for n in names)}, "
+                    f"import_id, import_line) VALUES ({', '.join('?' * (len(names) + 3))})"
+                )
+                optional = [n for n in names if n not in REQUIRED and _numeric(table_columns[n.lower()][1])]
+                line = reader.line_num
+                for record in reader:
+                    start, line = line + 1, reader.line_num
+                    if not "".join(record).strip():
+                        continue  # a blank line
+                    summary.rows_read += 1
+                    if len(record) != len(header):
+                        summary.refused[WRONG_WIDTH] = summary.refused.get(WRONG_WIDTH, 0) + 1
+                        detail = f"{len(record)} fields, the header has {len(header)}"
+                        chunk.refused.append((start, WRONG_WIDTH, detail, [""] * len(names)))
+                        continue
+                    chunk.add(start, record)
+                    if len(chunk.lines) + len(chunk.refused) >= CHUNK_ROWS:
+                        next_id = chunk.flush(con, insert, writer, summary, next_id, optional, max_price)
+                chunk.flush(con, insert, writer, summary, next_id, optional, max_price)
+        except UnicodeDecodeError as exc:
+            reason = f"{exc.reason} after line {line}"
+            raise ImportFailed(f"{source.name} is not UTF-8 text ({reason}); nothing imported") from None
+        except csv.Error as exc:
+            raise ImportFailed(f"{source.name}, line {line + 1}: not valid CSV ({exc}); nothing imported") from None
+        except OSError as exc:
+            raise ImportFailed(f"cannot read {source} or write {tmp}: {exc}; nothing imported") from None
+        if digest.hexdigest() != summary.sha256:
+            raise ImportFailed(f"{source.name} changed while it was being imported; nothing imported")
+        if summary.rows_read == 0:
+            raise ImportFailed(f"{source.name} has a header but no rows; nothing imported")
+    except BaseException:
         tmp.unlink(missing_ok=True)
-        reason = f"{exc.reason} after line {line}"
-        raise ImportFailed(f"{source.name} is not UTF-8 text ({reason}); nothing imported") from None
-    except csv.Error as exc:
-        tmp.unlink(missing_ok=True)
-        raise ImportFailed(f"{source.name}, line {line + 1}: not valid CSV ({exc}); nothing imported") from None
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ImportFailed(f"cannot read {source} or write {tmp}: {exc}; nothing imported") from None
-    if digest.hexdigest() != summary.sha256:
-        tmp.unlink(missing_ok=True)
-        raise ImportFailed(f"{source.name} changed while it was being imported; nothing imported")
-    if summary.rows_read == 0:
-        tmp.unlink(missing_ok=True)
-        raise ImportFailed(f"{source.name} has a header but no rows; nothing imported")
+        raise
     summary.refused = {reason: n for reason, n in summary.refused.items() if n}
     os.replace(tmp, rejects)
     summary.rejects = rejects
@@ -315,7 +317,10 @@ class _Chunk:
         optional: list[str],
         max_price: float,
     ) -> int:
-        if not self.rows and not self.refused:
+        if not self.rows:
+            for line, reason, detail, row in self.refused:
+                writer.writerow([line, reason, detail, *row])
+            self.refused = []
             return next_id
         frame = pd.DataFrame(self.rows, dtype=object)[self.positions].set_axis(self.names, axis=1)
         for name in self.names:

@@ -3,12 +3,13 @@
 A database built by ``make db`` (or the committed one) has neither; :func:`migrate` adds them in
 place, inside the importing transaction: a new table, two new NULL columns on ``diamonds`` and an
 index, nothing rewritten, so the existing rows read exactly as before. Readers
-(:func:`list_imports`, :func:`imported_since`) take a database with or without them.
+(:func:`list_imports`, :func:`new_rows`) take a database with or without them.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -99,19 +100,35 @@ def list_imports(db: Path) -> tuple[int, list[Import]]:
         con.close()
 
 
-def imported_since(db: Path, since: str | None) -> list[int]:
-    """Keys of the rows imported at or after the ISO time ``since`` (every imported row for None)."""
+def last_import(db: Path) -> int:
+    """The number of the latest import (0: none): a model records it, so the next run knows what is new."""
+    con = open_read_only(db)
+    try:
+        return (
+            int(con.execute(f"SELECT coalesce(max(id), 0) FROM {IMPORTS}").fetchone()[0]) if has_provenance(con) else 0
+        )
+    except sqlite3.DatabaseError as exc:
+        raise DataError(f"cannot read database {db}: {exc}") from None
+    finally:
+        con.close()
+
+
+def imported_after(db: Path, after_import: int | None, since: str | None) -> list[int]:
+    """Keys of the rows of every import numbered above ``after_import``; when that is None (a model
+    from before imports were recorded), of every import at or after the ISO time ``since``."""
     con = open_read_only(db)
     try:
         if not has_provenance(con):
             return []
         when = None if since is None else datetime.fromisoformat(since)
-        ids = [i for i, at in con.execute(f"SELECT id, imported_at FROM {IMPORTS}") if when is None or _at(at) >= when]
+        ids = [
+            i
+            for i, at in con.execute(f"SELECT id, imported_at FROM {IMPORTS}")
+            if (i > after_import if after_import is not None else when is None or datetime.fromisoformat(at) >= when)
+        ]
         if not ids:
             return []
-        marks = ", ".join("?" * len(ids))
-        key = _key(con)
-        query = f"SELECT {key} FROM {quote_identifier(TABLE)} WHERE import_id IN ({marks})"
+        query = f"SELECT {_key(con)} FROM {quote_identifier(TABLE)} WHERE import_id IN ({', '.join('?' * len(ids))})"
         return [int(k) for (k,) in con.execute(query, ids)]
     except sqlite3.DatabaseError as exc:
         raise DataError(f"cannot read database {db}: {exc}") from None
@@ -119,13 +136,15 @@ def imported_since(db: Path, since: str | None) -> list[int]:
         con.close()
 
 
-def new_rows(db: Path, keys: np.ndarray, holdout: np.ndarray, since: str | None) -> dict[str, Any]:
-    """How many rows were imported at or after ``since`` (the current model's creation; None: ever),
-    and where the clean ones among them (``keys``, with the ``holdout`` mask) fall."""
-    imported = imported_since(db, since)
+def new_rows(db: Path, keys: np.ndarray, holdout: np.ndarray, current: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How many rows were imported since the ``current`` model's record was made (every imported row
+    without a current model), and where the clean ones among them (``keys``, ``holdout``) fall."""
+    after = 0 if current is None else current.get("last_import")
+    since = None if current is None else current.get("created_at")
+    imported = imported_after(db, after if isinstance(after, int) else None, since)
     new = np.isin(keys, np.asarray(imported, dtype=np.int64))
     return {
-        "since": since,
+        "since": None if current is None else f"v{current.get('version')} ({since})",
         "imported": len(imported),
         "clean": int(new.sum()),
         "train": int((new & ~holdout).sum()),
@@ -158,10 +177,6 @@ def format_imports(db: Path, total: int, imports: list[Import]) -> str:
 def _record(row: tuple[Any, ...], rows_now: int = 0) -> Import:
     i, source, sha256, at, read, added, refused = row
     return Import(int(i), str(source), str(sha256), str(at), int(read), int(added), int(refused), rows_now)
-
-
-def _at(value: str) -> datetime:
-    return datetime.fromisoformat(value)
 
 
 def _key(con: sqlite3.Connection) -> str:

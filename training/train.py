@@ -68,6 +68,7 @@ def run(
     registry = Registry(paths.settings, paths.registry)
     preflight.check_writable(paths.settings, paths.registry)  # before minutes of fitting
     log.info("loading %s", paths.db)
+    last_import = provenance.last_import(paths.db)  # before the rows: an import in between counts as new next time
     dataset = data.load(paths.db, max_price=max_price)
     frame = dataset.frame
     holdout_mask = dataset.holdout
@@ -94,11 +95,11 @@ def run(
             ) from None
         version = registry.next_version()
         created_at = datetime.now(UTC).isoformat(timespec="seconds")
-        since = (current.settings.model_extra or {}).get("created_at") if current else None
-        new_rows = provenance.new_rows(paths.db, frame[data.KEY].to_numpy(), holdout_mask, since)
+        current_record = current.settings.model_dump() if current else None
+        new_rows = provenance.new_rows(paths.db, frame[data.KEY].to_numpy(), holdout_mask, current_record)
         log.info(
             "new since %s: %d rows imported, %d clean (%d to train, %d held out)",
-            f"v{current.settings.version} ({since})" if current else "the start (no current model)",
+            new_rows["since"] or "the start (no current model)",
             new_rows["imported"],
             new_rows["clean"],
             new_rows["train"],
@@ -112,6 +113,7 @@ def run(
             "holdout_rows": len(holdout),
             "train_rows": len(train),
             "data_fingerprint": f"sha256:{dataset.fingerprint()}",
+            "last_import": last_import,
             **describe(pipeline),
             "outputs": list(export.model_outputs(pipeline)),
             "min_onnxruntime": export.MIN_ONNXRUNTIME,
