@@ -16,6 +16,8 @@ import pytest
 from tests.helpers import COLUMNS, REPO_DB, ROOT, Project, make_db, sales_csv, table_state, tiny_factory
 from training import data, importer, provenance, rules
 from training.__main__ import main as training_main
+from training.csv_source import MAX_LINE
+from training.imports_cli import print_summary
 from training.train import run as train_run
 
 BAD = (
@@ -146,7 +148,7 @@ def test_column_names_match_ignoring_case_and_categories_their_spelling(tmp_path
         ("carat,cut,color,clarity,price\n\n", "has a header but no rows"),
         (b"carat,cut,color,clarity,price\n0.5,Id\xe9al,G,VS2,900\n", "is not UTF-8"),
         ('carat,cut,color,clarity,price\n0.5,"Ideal\n', "not valid CSV"),
-        ("carat,cut,color,clarity,price\n" + "0" * (importer.MAX_LINE + 1) + "\n", "line 2 is longer than"),
+        ("carat,cut,color,clarity,price\n" + "0" * (MAX_LINE + 1) + "\n", "line 2 is longer than"),
     ],
     ids=["missing", "several-missing", "twice", "empty", "header-only", "not-utf8", "unclosed-quote", "long-line"],
 )
@@ -188,7 +190,7 @@ def test_a_second_import_of_the_same_file_adds_nothing(tmp_path: Path, capsys: p
         second = importer.run(db, again)
         assert second.added == 0 and second.already is not None and second.already.id == first.import_id
         assert table_state(db) == after_first
-    importer.print_summary(second, 0.1, 50)
+    print_summary(second, 0.1, 50)
     assert "already imported (import 1, 50 rows" in capsys.readouterr().out
     # One more row makes another file: only its rows are added.
     grown = sales_csv(tmp_path / "more.csv", rows=51)

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import itertools
 import logging
 import math
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +29,8 @@ import pandas as pd
 from inference.config import ConfigError, number_from_env
 from inference.schema import FEATURES
 from training import provenance, rules
-from training.data import TABLE, DataError, key_column, quote_identifier
+from training.csv_source import CsvSource, ImportFailed, match_columns
+from training.data import TABLE, key_column, quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +39,10 @@ MAX_REFUSED = 0.10
 BUSY_TIMEOUT = 10.0
 """Default seconds to wait for another writer of the database (``IMPORT_BUSY_TIMEOUT``)."""
 CHUNK_ROWS = 20_000
-MAX_LINE = 1 << 20
-"""A line longer than this (characters) ends the import: no row of diamonds is that long."""
 WRONG_WIDTH = "wrong number of fields"
 """The one refusal that is the file's, not the rules': a row the header does not describe."""
 REQUIRED = (*FEATURES.names, FEATURES.target)
 PROVENANCE = set(provenance.COLUMNS)
-
-
-class ImportFailed(DataError):
-    """Nothing was imported; the message says why in one line."""
 
 
 class Busy(ImportFailed):
@@ -192,7 +186,7 @@ def _import(con: sqlite3.Connection, db: Path, source: Path, summary: Summary, r
     """Stream ``source`` into the open transaction, refused rows into ``rejects``."""
     info = con.execute(f"PRAGMA table_info({quote_identifier(TABLE)})").fetchall()
     key = key_column(info, db)
-    table_columns = {str(row[1]).lower(): (str(row[1]), str(row[2]).upper()) for row in info if not row[5]}
+    table_columns = {str(row[1]): str(row[2]).upper() for row in info if not row[5] and row[1] not in PROVENANCE}
     lacking = [c for c in REQUIRED if c not in table_columns]
     if lacking:
         raise ImportFailed(f"table {TABLE!r} in {db} lacks column(s): {', '.join(lacking)}")
@@ -207,84 +201,43 @@ def _import(con: sqlite3.Connection, db: Path, source: Path, summary: Summary, r
     summary.first_id = next_id
     summary.refused = dict.fromkeys(rules.RULES, 0)
     tmp = rejects.with_name(rejects.name + ".tmp")
-    digest = hashlib.sha256()
-    line = 0
     try:
-        try:
-            with source.open("rb") as raw, tmp.open("w", newline="", encoding="utf-8") as out:
-                text = io.TextIOWrapper(
-                    io.BufferedReader(_Hashing(raw, digest), 1 << 20), encoding="utf-8-sig", newline=""
-                )
-                lines = _lines(text)
-                header_line = next(lines, "")
-                delimiter = max(",;\t", key=header_line.count)
-                reader = csv.reader(itertools.chain([header_line], lines), delimiter=delimiter, strict=True)
-                header = [h.strip() for h in next(reader, [])]
-                used = _columns(source, header, table_columns, summary)
-                names = [table_columns[h.lower()][0] for h, _ in used]
-                writer = csv.writer(out)
-                writer.writerow(["line", "reason", "detail", *names])
-                chunk = _Chunk(names, [i for _, i in used], len(header))
-                insert = (
-                    f"INSERT INTO {quote_identifier(TABLE)} ({key}, {', '.join(quote_identifier(n) for n in names)}, "
-                    f"import_id, import_line) VALUES ({', '.join('?' * (len(names) + 3))})"
-                )
-                optional = [n for n in names if n not in REQUIRED and _numeric(table_columns[n.lower()][1])]
-                line = reader.line_num
-                for record in reader:
-                    start, line = line + 1, reader.line_num
-                    if not "".join(record).strip():
-                        continue  # a blank line
-                    summary.rows_read += 1
-                    if len(record) != len(header):
-                        summary.refused[WRONG_WIDTH] = summary.refused.get(WRONG_WIDTH, 0) + 1
-                        detail = f"{len(record)} fields, the header has {len(header)}"
-                        chunk.refused.append((start, WRONG_WIDTH, detail, [""] * len(names)))
-                        continue
-                    chunk.add(start, record)
-                    if len(chunk.lines) + len(chunk.refused) >= CHUNK_ROWS:
-                        next_id = chunk.flush(con, insert, writer, summary, next_id, optional, max_price)
-                chunk.flush(con, insert, writer, summary, next_id, optional, max_price)
-        except UnicodeDecodeError as exc:
-            reason = f"{exc.reason} after line {line}"
-            raise ImportFailed(f"{source.name} is not UTF-8 text ({reason}); nothing imported") from None
-        except csv.Error as exc:
-            raise ImportFailed(f"{source.name}, line {line + 1}: not valid CSV ({exc}); nothing imported") from None
-        except OSError as exc:
-            raise ImportFailed(f"cannot read {source} or write {tmp}: {exc}; nothing imported") from None
-        if digest.hexdigest() != summary.sha256:
-            raise ImportFailed(f"{source.name} changed while it was being imported; nothing imported")
+        with CsvSource(source) as rows, tmp.open("w", newline="", encoding="utf-8") as out:
+            used, summary.ignored = match_columns(source.name, rows.header, table_columns, REQUIRED)
+            names = [name for name, _ in used]
+            writer = csv.writer(out)
+            writer.writerow(["line", "reason", "detail", *names])
+            optional = [n for n in names if n not in REQUIRED and _numeric(table_columns[n])]
+            chunk = _Chunk(names, [position for _, position in used], optional, max_price)
+            insert = (
+                f"INSERT INTO {quote_identifier(TABLE)} ({key}, {', '.join(quote_identifier(n) for n in names)}, "
+                f"import_id, import_line) VALUES ({', '.join('?' * (len(names) + 3))})"
+            )
+            width = len(rows.header)
+            for line, record in rows.records():
+                summary.rows_read += 1
+                if len(record) == width:
+                    chunk.add(line, record)
+                else:
+                    summary.refused[WRONG_WIDTH] = summary.refused.get(WRONG_WIDTH, 0) + 1
+                    detail = f"{len(record)} fields, the header has {width}"
+                    chunk.refused.append((line, WRONG_WIDTH, detail, [""] * len(names)))
+                if len(chunk.lines) + len(chunk.refused) >= CHUNK_ROWS:
+                    next_id = chunk.flush(con, insert, writer, summary, next_id)
+            chunk.flush(con, insert, writer, summary, next_id)
+            if rows.sha256() != summary.sha256:
+                raise ImportFailed(f"{source.name} changed while it was being imported; nothing imported")
         if summary.rows_read == 0:
             raise ImportFailed(f"{source.name} has a header but no rows; nothing imported")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ImportFailed(f"cannot read {source} or write {tmp}: {exc}; nothing imported") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     summary.refused = {reason: n for reason, n in summary.refused.items() if n}
     os.replace(tmp, rejects)
     summary.rejects = rejects
-
-
-def _columns(
-    source: Path, header: list[str], table: dict[str, tuple[str, str]], summary: Summary
-) -> list[tuple[str, int]]:
-    """The header's columns the table has (name, position); refuses a file without every required one."""
-    if not any(header):
-        raise ImportFailed(f"{source.name} is empty: a CSV file with a header row is needed")
-    seen: dict[str, int] = {}
-    for position, name in enumerate(header):
-        lower = name.lower()
-        if lower in seen:
-            raise ImportFailed(f"{source.name}: column {name!r} appears twice in the header")
-        seen[lower] = position
-    missing = [c for c in REQUIRED if c not in seen]
-    if missing:
-        raise ImportFailed(
-            f"{source.name} lacks column(s): {', '.join(missing)} (needs {', '.join(REQUIRED)}; "
-            f"names are matched ignoring case; the header read was {', '.join(header)[:200]!r})"
-        )
-    used = [(name, seen[name.lower()]) for name in header if name.lower() in table and name.lower() not in PROVENANCE]
-    summary.ignored = [name for name in header if name.lower() not in {u.lower() for u, _ in used}]
-    return used
 
 
 def _numeric(declared: str) -> bool:
@@ -295,8 +248,8 @@ def _numeric(declared: str) -> bool:
 class _Chunk:
     """Up to :data:`CHUNK_ROWS` rows of the file, checked and inserted together."""
 
-    def __init__(self, names: list[str], positions: list[int], width: int) -> None:
-        self.names, self.positions, self.width = names, positions, width
+    def __init__(self, names: list[str], positions: list[int], optional: list[str], max_price: float) -> None:
+        self.names, self.positions, self.optional, self.max_price = names, positions, optional, max_price
         self.lines: list[int] = []
         self.rows: list[list[str]] = []
         self.refused: list[tuple[int, str, str, list[str]]] = []
@@ -314,8 +267,6 @@ class _Chunk:
         writer: Any,
         summary: Summary,
         next_id: int,
-        optional: list[str],
-        max_price: float,
     ) -> int:
         if not self.rows:
             for line, reason, detail, row in self.refused:
@@ -330,7 +281,7 @@ class _Chunk:
         for name, lookup in self.canonical.items():  # "very good" is "Very Good"
             given = frame[name]
             frame[name] = given.str.lower().map(lookup).where(lambda s: s.notna(), given)
-        checked = rules.check(frame, FEATURES, max_price, optional_numeric=optional)
+        checked = rules.check(frame, FEATURES, self.max_price, optional_numeric=self.optional)
         for position in np.flatnonzero(~checked.passed):
             reason, column = rules.RULES[checked.rule[position]], str(checked.column[position])
             row = ["" if v is None else str(v) for v in texts[position]]
@@ -355,56 +306,3 @@ class _Chunk:
         summary.added += len(keep)
         self.lines, self.rows, self.refused = [], [], []
         return next_id + len(keep)
-
-
-def _lines(text: IO[str]) -> Iterator[str]:
-    """The file's lines, each at most :data:`MAX_LINE` characters."""
-    number = 0
-    while line := text.readline(MAX_LINE + 1):
-        number += 1
-        if len(line) > MAX_LINE:
-            raise ImportFailed(f"line {number} is longer than {MAX_LINE:,} characters; nothing imported")
-        yield line
-
-
-class _Hashing(io.RawIOBase):
-    """A binary file, hashed as it is read: the rows imported are the bytes whose sha256 is recorded."""
-
-    def __init__(self, raw: IO[bytes], digest: hashlib._Hash) -> None:
-        self.raw, self.digest = raw, digest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.raw.read(len(buffer))
-        buffer[: len(data)] = data
-        self.digest.update(data)
-        return len(data)
-
-
-def print_summary(summary: Summary, elapsed: float, peak_rss_mb: float) -> None:
-    """The import's outcome on stdout."""
-    name = summary.source.name
-    if summary.already is not None:
-        a = summary.already
-        print(
-            f"{name}: already imported (import {a.id}, {a.rows_added:,} rows, {a.imported_at}, "
-            f"sha256 {a.sha256[:12]}): 0 rows added"
-        )
-        return
-    share = summary.refused_total / summary.rows_read if summary.rows_read else 0.0
-    last = (summary.first_id or 0) + summary.added - 1
-    ids = f", keys {summary.first_id}-{last}" if summary.added else ""
-    print(
-        f"{name}: {summary.rows_read:,} rows read, {summary.added:,} added (import {summary.import_id}{ids}), "
-        f"{summary.refused_total:,} refused ({share:.1%})"
-    )
-    for reason, count in sorted(summary.refused.items(), key=lambda kv: -kv[1]):
-        print(f"  refused: {reason}: {count:,}")
-    print(f"  rejects file: {summary.rejects}")
-    if summary.ignored:
-        print(f"  columns ignored: {', '.join(summary.ignored)[:300]}")
-    if summary.migrated:
-        print(f"  database schema: added {', '.join(summary.migrated)} (existing rows unchanged)")
-    print(f"  took {elapsed:.1f} s, peak RSS {peak_rss_mb:.0f} MB")
