@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from subprocess import DEVNULL
 
 import pytest
 
