@@ -205,19 +205,27 @@ def test_more_refused_than_allowed_imports_nothing_unless_accepted(tmp_path: Pat
         importer.run(db, source)
     assert table_state(db) == before  # not even the schema was changed
     assert len(rejects_of(tmp_path / "sales.csv.rejects.csv")) == 3  # but the reasons are there
-    assert importer.run(db, source, max_refused=0.15).added == 18
+    assert importer.run(db, source, limits=importer.Limits(max_refused=0.15)).added == 18
     again = sales_csv(tmp_path / "other.csv", rows=18, offset=41_000, extra=BAD[:3])
     assert importer.run(db, again, accept_partial=True).added == 18
     exactly = sales_csv(tmp_path / "ten.csv", rows=9, offset=42_000, extra=BAD[:1])  # 10%: not more than
     assert importer.run(db, exactly).added == 9
 
 
-def test_limits_come_from_the_environment() -> None:
-    assert importer.settings_from_env({}) == (importer.MAX_REFUSED, importer.BUSY_TIMEOUT)
-    assert importer.settings_from_env({"IMPORT_MAX_REFUSED": "0.25", "IMPORT_BUSY_TIMEOUT": "2"}) == (0.25, 2.0)
-    for bad in ({"IMPORT_MAX_REFUSED": "10%"}, {"IMPORT_MAX_REFUSED": "1.5"}, {"IMPORT_BUSY_TIMEOUT": "-1"}):
+def test_limits_come_from_the_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert importer.Limits.from_env({}) == importer.Limits(0.10, 10.0, 1 << 20)
+    env = {"IMPORT_MAX_REFUSED": "0.25", "IMPORT_BUSY_TIMEOUT": "2", "IMPORT_MAX_LINE": "200"}
+    assert importer.Limits.from_env(env) == importer.Limits(0.25, 2.0, 200)
+    for bad in ({"IMPORT_MAX_REFUSED": "10%"}, {"IMPORT_MAX_REFUSED": "1.5"}, {"IMPORT_BUSY_TIMEOUT": "-1"},
+                {"IMPORT_MAX_LINE": "2.5"}, {"IMPORT_MAX_LINE": "10"}):  # fmt: skip
         with pytest.raises(importer.ImportFailed, match=next(iter(bad))):
-            importer.settings_from_env(bad)
+            importer.Limits.from_env(bad)
+    db = make_db(tmp_path / "diamond.db", rows=10)
+    source = sales_csv(tmp_path / "s.csv", rows=5)
+    with pytest.raises(importer.ImportFailed, match="line 1 is longer than 30 characters"):
+        importer.run(db, source, limits=importer.Limits(max_line=30))
+    assert training_main(["import", str(source), "--db", str(db), "--max-refused", "10"]) == 1
+    assert "--max-refused must be a share from 0 to 1" in capsys.readouterr().err
 
 
 def build_db_module() -> object:
@@ -261,7 +269,7 @@ def test_a_database_locked_by_another_writer_waits_then_says_so(tmp_path: Path) 
     holder.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(importer.Busy, match=r"locked by another writer \(waited 0.2 s\); nothing imported"):
-            importer.run(db, source, busy_timeout=0.2)
+            importer.run(db, source, limits=importer.Limits(busy_timeout=0.2))
         code = training_main(["import", str(source), "--db", str(db), "--busy-timeout", "0.1"])
         assert code == 75
     finally:

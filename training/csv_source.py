@@ -21,7 +21,8 @@ from typing import IO
 from training.data import DataError
 
 MAX_LINE = 1 << 20
-"""A line longer than this (characters) ends the import: no row of diamonds is that long."""
+"""Default bound on a line's length in characters (``IMPORT_MAX_LINE``): a longer one ends the
+import, whose memory would otherwise grow with it. No row of diamonds comes near it."""
 
 
 class ImportFailed(DataError):
@@ -31,8 +32,8 @@ class ImportFailed(DataError):
 class CsvSource:
     """Open with ``with``; then :attr:`header`, :meth:`records` and, once read, :meth:`sha256`."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, max_line: int = MAX_LINE) -> None:
+        self.path, self.max_line = path, max_line
         self.header: list[str] = []
         self.line = 0
         """The last line read."""
@@ -51,7 +52,7 @@ class CsvSource:
     def _start(self, raw: IO[bytes]) -> None:
         text = io.TextIOWrapper(io.BufferedReader(_Hashing(raw, self._digest), 1 << 20), "utf-8-sig", newline="")
         with self._errors():
-            lines = _lines(text)
+            lines = _lines(text, self.max_line)
             first = next(lines, "")
             delimiter = max(",;\t", key=first.count)
             self._reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
@@ -111,13 +112,13 @@ def match_columns(
     return used, [c for c in header if c.lower() not in spelling]
 
 
-def _lines(text: IO[str]) -> Iterator[str]:
-    """The file's lines, each at most :data:`MAX_LINE` characters."""
+def _lines(text: IO[str], limit: int) -> Iterator[str]:
+    """The file's lines, each at most ``limit`` characters."""
     number = 0
-    while line := text.readline(MAX_LINE + 1):
+    while line := text.readline(limit + 1):
         number += 1
-        if len(line) > MAX_LINE:
-            raise ImportFailed(f"line {number} is longer than {MAX_LINE:,} characters; nothing imported")
+        if len(line) > limit:
+            raise ImportFailed(f"line {number} is longer than {limit:,} characters (IMPORT_MAX_LINE); nothing imported")
         yield line
 
 

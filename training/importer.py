@@ -29,7 +29,8 @@ import pandas as pd
 from inference.config import ConfigError, number_from_env
 from inference.schema import FEATURES
 from training import provenance, rules
-from training.csv_source import CsvSource, ImportFailed, match_columns
+from training.csv_source import MAX_LINE, CsvSource, match_columns
+from training.csv_source import ImportFailed as ImportFailed  # callers catch it from here
 from training.data import TABLE, key_column, quote_identifier
 
 log = logging.getLogger(__name__)
@@ -70,17 +71,29 @@ class Summary:
         return sum(self.refused.values())
 
 
-def settings_from_env(env: Mapping[str, str] | None = None) -> tuple[float, float]:
-    """``IMPORT_MAX_REFUSED`` (a share, 0 to 1) and ``IMPORT_BUSY_TIMEOUT`` (seconds)."""
-    env = os.environ if env is None else env
-    try:
-        share = number_from_env(env, "IMPORT_MAX_REFUSED", MAX_REFUSED, lambda v: 0 <= v <= 1, "a share from 0 to 1")
-        busy = number_from_env(
-            env, "IMPORT_BUSY_TIMEOUT", BUSY_TIMEOUT, lambda v: 0 <= v < 86400, "seconds from 0 to 86400"
-        )
-    except ConfigError as exc:
-        raise ImportFailed(str(exc)) from None
-    return share, busy
+@dataclass(frozen=True)
+class Limits:
+    """An import's limits, from the environment (:meth:`from_env`) or the command line."""
+
+    max_refused: float = MAX_REFUSED
+    busy_timeout: float = BUSY_TIMEOUT
+    max_line: int = MAX_LINE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
+        """``IMPORT_MAX_REFUSED`` (a share, 0 to 1), ``IMPORT_BUSY_TIMEOUT`` (seconds) and
+        ``IMPORT_MAX_LINE`` (characters); :class:`ImportFailed` naming a variable it cannot use."""
+        env = os.environ if env is None else env
+        try:
+            return cls(
+                number_from_env(env, "IMPORT_MAX_REFUSED", MAX_REFUSED, lambda v: 0 <= v <= 1, "a share from 0 to 1"),
+                number_from_env(
+                    env, "IMPORT_BUSY_TIMEOUT", BUSY_TIMEOUT, lambda v: 0 <= v <= 86400, "seconds from 0 to 86400"
+                ),
+                number_from_env(env, "IMPORT_MAX_LINE", MAX_LINE, lambda v: v >= 100, "an integer >= 100", int),
+            )
+        except ConfigError as exc:
+            raise ImportFailed(str(exc)) from None
 
 
 def sha256_of(path: Path) -> str:
@@ -95,9 +108,8 @@ def run(
     db: Path,
     source: Path,
     *,
-    max_refused: float = MAX_REFUSED,
+    limits: Limits = Limits(),
     accept_partial: bool = False,
-    busy_timeout: float = BUSY_TIMEOUT,
     max_price: float = math.inf,
     rejects: Path | None = None,
 ) -> Summary:
@@ -110,6 +122,7 @@ def run(
         raise ImportFailed(f"database not found: {db}")
     summary = Summary(source, sha256_of(source))
     rejects = rejects or source.with_name(source.name + ".rejects.csv")
+    max_refused, busy_timeout = limits.max_refused, limits.busy_timeout
     con = _begin(db, busy_timeout)
     try:
         summary.migrated = provenance.migrate(con)
@@ -117,7 +130,7 @@ def run(
         if summary.already is not None:
             con.rollback()
             return summary
-        _import(con, db, source, summary, rejects, max_price)
+        _import(con, db, source, summary, rejects, max_price, limits.max_line)
         share = summary.refused_total / summary.rows_read
         if share > max_refused and not accept_partial:
             con.rollback()
@@ -182,7 +195,9 @@ def _busy(db: Path, waited: float) -> Busy:
     )
 
 
-def _import(con: sqlite3.Connection, db: Path, source: Path, summary: Summary, rejects: Path, max_price: float) -> None:
+def _import(
+    con: sqlite3.Connection, db: Path, source: Path, summary: Summary, rejects: Path, max_price: float, max_line: int
+) -> None:
     """Stream ``source`` into the open transaction, refused rows into ``rejects``."""
     info = con.execute(f"PRAGMA table_info({quote_identifier(TABLE)})").fetchall()
     key = key_column(info, db)
@@ -202,7 +217,7 @@ def _import(con: sqlite3.Connection, db: Path, source: Path, summary: Summary, r
     summary.refused = dict.fromkeys(rules.RULES, 0)
     tmp = rejects.with_name(rejects.name + ".tmp")
     try:
-        with CsvSource(source) as rows, tmp.open("w", newline="", encoding="utf-8") as out:
+        with CsvSource(source, max_line) as rows, tmp.open("w", newline="", encoding="utf-8") as out:
             used, summary.ignored = match_columns(source.name, rows.header, table_columns, REQUIRED)
             names = [name for name, _ in used]
             writer = csv.writer(out)

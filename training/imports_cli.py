@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import resource
 import sys
@@ -21,14 +22,23 @@ def run_command(args: argparse.Namespace, db: Path) -> int:
         if args.command == "data":
             print(provenance.format_imports(db, *provenance.list_imports(db)))
             return 0
-        share, busy = importer.settings_from_env()
+        limits = importer.Limits.from_env()
+        if args.max_refused is not None:
+            if not 0 <= args.max_refused <= 1:
+                raise importer.ImportFailed(
+                    f"--max-refused must be a share from 0 to 1 (0.1: 10%), got {args.max_refused}"
+                )
+            limits = dataclasses.replace(limits, max_refused=args.max_refused)
+        if args.busy_timeout is not None:
+            if not 0 <= args.busy_timeout <= 86400:
+                raise importer.ImportFailed(f"--busy-timeout must be seconds from 0 to 86400, got {args.busy_timeout}")
+            limits = dataclasses.replace(limits, busy_timeout=args.busy_timeout)
         started = time.perf_counter()
         summary = importer.run(
             db,
             args.file,
-            max_refused=share if args.max_refused is None else args.max_refused,
+            limits=limits,
             accept_partial=args.accept_partial,
-            busy_timeout=busy if args.busy_timeout is None else args.busy_timeout,
             max_price=data.max_price_from_env(),
             rejects=args.rejects,
         )
