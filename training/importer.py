@@ -270,6 +270,23 @@ class _Chunk:
         self.refused: list[tuple[int, str, str, list[str]]] = []
         """Rows refused before the rules (the wrong number of fields): written in line order with the rest."""
         self.canonical = {n: {v.lower(): v for v in allowed} for n, allowed in FEATURES.categorical.items()}
+        self.numeric = {*FEATURES.numeric, FEATURES.target, *optional}
+
+    def _column(self, name: str, texts: tuple[str, ...]) -> np.ndarray:
+        """A column as :func:`training.rules.check` takes it: numbers where every value is one
+        (the usual case, parsed in one step), else the stripped texts with None for empty ones and
+        categories in their canonical spelling ("very good" is "Very Good")."""
+        if name in self.numeric:
+            try:
+                numbers = np.array(texts, dtype=np.float64)
+            except ValueError:
+                pass
+            else:
+                if not np.isnan(numbers).any():  # "nan" is text that is not a number, not a missing value
+                    return numbers
+        lookup = self.canonical.get(name, {})
+        stripped = (text.strip() for text in texts)
+        return np.array([lookup.get(t.lower(), t) if t else None for t in stripped], dtype=object)
 
     def add(self, line: int, record: list[str]) -> None:
         self.lines.append(line)
@@ -288,18 +305,17 @@ class _Chunk:
                 writer.writerow([line, reason, detail, *row])
             self.refused = []
             return next_id
-        frame = pd.DataFrame(self.rows, dtype=object)[self.positions].set_axis(self.names, axis=1)
-        for name in self.names:
-            stripped = frame[name].str.strip()
-            frame[name] = stripped.where(stripped != "", None)
-        texts = frame.to_numpy()
-        for name, lookup in self.canonical.items():  # "very good" is "Very Good"
-            given = frame[name]
-            frame[name] = given.str.lower().map(lookup).where(lambda s: s.notna(), given)
+        by_column = list(zip(*self.rows, strict=False))  # the records are all as wide as the header
+        frame = pd.DataFrame(
+            {
+                name: self._column(name, by_column[position])
+                for name, position in zip(self.names, self.positions, strict=True)
+            }
+        )
         checked = rules.check(frame, FEATURES, self.max_price, optional_numeric=self.optional)
         for position in np.flatnonzero(~checked.passed):
             reason, column = rules.RULES[checked.rule[position]], str(checked.column[position])
-            row = ["" if v is None else str(v) for v in texts[position]]
+            row = [self.rows[position][i].strip() for i in self.positions]
             value = row[self.names.index(column)]
             detail = f"{column} is empty" if reason == rules.NULL else f"{column} = {value[:40]!r}"
             summary.refused[reason] += 1
