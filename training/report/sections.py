@@ -31,7 +31,7 @@ def data_html(data: dict[str, Any]) -> str:
     ]
     new = data.get("new_rows")
     if new:
-        since = f"since the current model ({escape(str(new['since']))})" if new["since"] else "ever"
+        since = f"since the current model {escape(str(new['since']))}" if new["since"] else "ever"
         rows += [
             [f"imported {since}", f"{new['imported']:,}"],
             ["of them clean: train / holdout", f"{new['clean']:,}: {new['train']:,} / {new['holdout']:,}"],

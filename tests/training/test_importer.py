@@ -1,6 +1,6 @@
 """``python -m training import``, in process: parsing, the shared row rules, the rejects file, the
 refused-share limit, idempotency, provenance, the schema added in place, a locked database, and
-retraining on imported rows. The real CLI process and kills: tests/test_import_process.py."""
+retraining on imported rows. The real CLI process and kills: tests/training/test_import_process.py."""
 
 from __future__ import annotations
 
