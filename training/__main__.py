@@ -1,4 +1,4 @@
-"""Command line: ``python -m training [train|versions|promote|export-triton]``.
+"""Command line: ``python -m training [train|versions|promote|export-triton|import|data]``.
 
     python -m training                       # train, gate, promote or reject
     python -m training --db D --settings S --registry R

@@ -143,9 +143,21 @@ def open_read_only(db: Path) -> sqlite3.Connection:
         except sqlite3.Error:
             pass  # no write access, or another writer: the read below says what is wrong
     try:
-        return sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise DataError(f"cannot open database {db}: {exc}") from None
+    try:
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        con.close()
+        if journal.exists() and journal.stat().st_size > 0:
+            raise DataError(
+                f"cannot read database {db}: a write was interrupted and left {journal.name}, which only a "
+                "process allowed to write the database can roll back (e.g. `python -m training data` run "
+                "with write access to its directory)"
+            ) from None
+        raise DataError(f"cannot read database {db}: {exc}") from None
+    return con
 
 
 def _read(db: Path, columns: list[str]) -> pd.DataFrame:

@@ -8,6 +8,8 @@ import csv
 import importlib.util
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -340,3 +342,26 @@ def test_retraining_fits_on_imported_rows_and_says_how_many_are_new(tmp_path: Pa
         )["imported"]
         == 400
     )
+
+
+def test_training_reads_through_a_journal_a_killed_writer_left(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "diamond.db", rows=300)
+    before = data.load(db).fingerprint()
+    killed = (
+        "import os, signal, sqlite3, sys\n"
+        "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "con.execute('PRAGMA cache_size = 1')\n"  # so that changed pages reach the file before the kill
+        "con.execute('BEGIN IMMEDIATE')\n"
+        "con.execute('UPDATE diamonds SET price = price * 2')\n"
+        "con.executemany('INSERT INTO diamonds (carat) VALUES (?)', [(0.5,)] * 5000)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", killed, str(db)], check=False, timeout=60)
+    journal = db.with_name("diamond.db-journal")
+    assert journal.stat().st_size > 0
+    plain = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):  # what a plain read-only open meets
+        plain.execute("SELECT count(*) FROM diamonds").fetchone()
+    plain.close()
+    assert data.load(db).fingerprint() == before
+    assert not journal.exists()
