@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import itertools
 import logging
 import math
 import os
@@ -21,17 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from inference.config import ConfigError, number_from_env
-from inference.schema import FEATURES
-from training import provenance, rules
+from training import provenance
 from training.csv_source import MAX_LINE, CsvSource, match_columns
 from training.csv_source import ImportFailed as ImportFailed  # callers catch it from here
 from training.data import TABLE, key_column, quote_identifier
+from training.import_batch import REQUIRED, Batch
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +34,6 @@ MAX_REFUSED = 0.10
 """Default share of refused rows above which nothing is imported (``IMPORT_MAX_REFUSED``)."""
 BUSY_TIMEOUT = 10.0
 """Default seconds to wait for another writer of the database (``IMPORT_BUSY_TIMEOUT``)."""
-CHUNK_ROWS = 20_000
-WRONG_WIDTH = "wrong number of fields"
-"""The one refusal that is the file's, not the rules': a row the header does not describe."""
-REQUIRED = (*FEATURES.names, FEATURES.target)
 PROVENANCE = set(provenance.COLUMNS)
 
 
@@ -214,7 +205,6 @@ def _import(
     summary.import_id = cursor.lastrowid
     next_id = int(con.execute(f"SELECT coalesce(max({key}), 0) FROM {quote_identifier(TABLE)}").fetchone()[0]) + 1
     summary.first_id = next_id
-    summary.refused = dict.fromkeys(rules.RULES, 0)
     tmp = rejects.with_name(rejects.name + ".tmp")
     try:
         with CsvSource(source, max_line) as rows, tmp.open("w", newline="", encoding="utf-8") as out:
@@ -223,23 +213,18 @@ def _import(
             writer = csv.writer(out)
             writer.writerow(["line", "reason", "detail", *names])
             optional = [n for n in names if n not in REQUIRED and _numeric(table_columns[n])]
-            chunk = _Chunk(names, [position for _, position in used], optional, max_price)
+            batch = Batch(names, [position for _, position in used], len(rows.header), optional, max_price)
             insert = (
                 f"INSERT INTO {quote_identifier(TABLE)} ({key}, {', '.join(quote_identifier(n) for n in names)}, "
                 f"import_id, import_line) VALUES ({', '.join('?' * (len(names) + 3))})"
             )
-            width = len(rows.header)
             for line, record in rows.records():
-                summary.rows_read += 1
-                if len(record) == width:
-                    chunk.add(line, record)
-                else:
-                    summary.refused[WRONG_WIDTH] = summary.refused.get(WRONG_WIDTH, 0) + 1
-                    detail = f"{len(record)} fields, the header has {width}"
-                    chunk.refused.append((line, WRONG_WIDTH, detail, [""] * len(names)))
-                if len(chunk.lines) + len(chunk.refused) >= CHUNK_ROWS:
-                    next_id = chunk.flush(con, insert, writer, summary, next_id)
-            chunk.flush(con, insert, writer, summary, next_id)
+                batch.add(line, record)
+                if batch.full:
+                    next_id += batch.flush(con, insert, writer, summary.import_id, next_id)
+            batch.flush(con, insert, writer, summary.import_id, next_id)
+            summary.rows_read, summary.added = batch.read, batch.added
+            summary.refused = {reason: n for reason, n in batch.refused.items() if n}
             if rows.sha256() != summary.sha256:
                 raise ImportFailed(f"{source.name} changed while it was being imported; nothing imported")
         if summary.rows_read == 0:
@@ -250,7 +235,6 @@ def _import(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    summary.refused = {reason: n for reason, n in summary.refused.items() if n}
     os.replace(tmp, rejects)
     summary.rejects = rejects
 
@@ -258,82 +242,3 @@ def _import(
 def _numeric(declared: str) -> bool:
     """SQLite's affinity rules: a column whose declared type holds INT, REAL, FLOA, DOUB or NUM."""
     return any(word in declared for word in ("INT", "REAL", "FLOA", "DOUB", "NUM"))
-
-
-class _Chunk:
-    """Up to :data:`CHUNK_ROWS` rows of the file, checked and inserted together."""
-
-    def __init__(self, names: list[str], positions: list[int], optional: list[str], max_price: float) -> None:
-        self.names, self.positions, self.optional, self.max_price = names, positions, optional, max_price
-        self.lines: list[int] = []
-        self.rows: list[list[str]] = []
-        self.refused: list[tuple[int, str, str, list[str]]] = []
-        """Rows refused before the rules (the wrong number of fields): written in line order with the rest."""
-        self.canonical = {n: {v.lower(): v for v in allowed} for n, allowed in FEATURES.categorical.items()}
-        self.numeric = {*FEATURES.numeric, FEATURES.target, *optional}
-
-    def _column(self, name: str, texts: tuple[str, ...]) -> np.ndarray:
-        """A column as :func:`training.rules.check` takes it: numbers where every value is one
-        (the usual case, parsed in one step), else the stripped texts with None for empty ones and
-        categories in their canonical spelling ("very good" is "Very Good")."""
-        if name in self.numeric:
-            try:
-                numbers = np.array(texts, dtype=np.float64)
-            except ValueError:
-                pass
-            else:
-                if not np.isnan(numbers).any():  # "nan" is text that is not a number, not a missing value
-                    return numbers
-        lookup = self.canonical.get(name, {})
-        stripped = (text.strip() for text in texts)
-        return np.array([lookup.get(t.lower(), t) if t else None for t in stripped], dtype=object)
-
-    def add(self, line: int, record: list[str]) -> None:
-        self.lines.append(line)
-        self.rows.append(record)
-
-    def flush(
-        self,
-        con: sqlite3.Connection,
-        insert: str,
-        writer: Any,
-        summary: Summary,
-        next_id: int,
-    ) -> int:
-        if not self.rows:
-            for line, reason, detail, row in self.refused:
-                writer.writerow([line, reason, detail, *row])
-            self.refused = []
-            return next_id
-        by_column = list(zip(*self.rows, strict=False))  # the records are all as wide as the header
-        frame = pd.DataFrame(
-            {
-                name: self._column(name, by_column[position])
-                for name, position in zip(self.names, self.positions, strict=True)
-            }
-        )
-        checked = rules.check(frame, FEATURES, self.max_price, optional_numeric=self.optional)
-        for position in np.flatnonzero(~checked.passed):
-            reason, column = rules.RULES[checked.rule[position]], str(checked.column[position])
-            row = [self.rows[position][i].strip() for i in self.positions]
-            value = row[self.names.index(column)]
-            detail = f"{column} is empty" if reason == rules.NULL else f"{column} = {value[:40]!r}"
-            summary.refused[reason] += 1
-            self.refused.append((self.lines[position], reason, detail, row))
-        for line, reason, detail, row in sorted(self.refused, key=lambda r: r[0]):
-            writer.writerow([line, reason, detail, *row])
-        keep = np.flatnonzero(checked.passed)
-        values = []
-        for name in self.names:
-            if name in REQUIRED and name in checked.numbers:  # a row that passed has a number there
-                values.append(checked.numbers[name][keep].tolist())
-            elif name in checked.numbers:
-                values.append([None if math.isnan(v) else v for v in checked.numbers[name][keep].tolist()])
-            else:
-                values.append(frame[name].to_numpy()[keep].tolist())
-        ids = range(next_id, next_id + len(keep))
-        lines = [self.lines[i] for i in keep]
-        con.executemany(insert, zip(ids, *values, itertools.repeat(summary.import_id), lines, strict=False))
-        summary.added += len(keep)
-        self.lines, self.rows, self.refused = [], [], []
-        return next_id + len(keep)

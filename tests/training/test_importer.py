@@ -19,6 +19,7 @@ from tests.helpers import COLUMNS, REPO_DB, ROOT, Project, make_db, sales_csv, t
 from training import data, importer, provenance, rules
 from training.__main__ import main as training_main
 from training.csv_source import MAX_LINE
+from training.import_batch import WRONG_WIDTH
 from training.imports_cli import print_summary
 from training.train import run as train_run
 
@@ -71,13 +72,13 @@ def test_good_rows_are_added_and_bad_ones_refused_with_line_and_reason(tmp_path:
         rules.NON_POSITIVE: 1,
         rules.ABOVE_MAX: 1,
         rules.OUT_OF_RANGE: 1,
-        importer.WRONG_WIDTH: 1,
+        WRONG_WIDTH: 1,
     }
     rejects = rejects_of(tmp_path / "sales.csv.rejects.csv")
     assert [int(r["line"]) for r in rejects] == list(range(102, 110))  # header is line 1, 100 good rows follow
     assert [r["reason"] for r in rejects] == [
         rules.UNKNOWN, rules.NOT_NUMBER, rules.NULL, rules.OUT_OF_RANGE, rules.NON_POSITIVE, rules.ABOVE_MAX,
-        rules.NOT_NUMBER, importer.WRONG_WIDTH,
+        rules.NOT_NUMBER, WRONG_WIDTH,
     ]  # fmt: skip
     assert [r["detail"] for r in rejects[:3]] == ["cut = 'Superb'", "carat = 'heavy'", "price is empty"]
     assert rejects[6]["detail"] == "depth = 'deep'" and rejects[0]["cut"] == "Superb"
@@ -365,3 +366,25 @@ def test_training_reads_through_a_journal_a_killed_writer_left(tmp_path: Path) -
     plain.close()
     assert data.load(db).fingerprint() == before
     assert not journal.exists()
+
+
+def test_batches_keep_keys_lines_and_rejects_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training import import_batch
+
+    monkeypatch.setattr(import_batch, "BATCH_ROWS", 7)
+    good = sales_csv(tmp_path / "g.csv", rows=40).read_text().splitlines()
+    lines = [good[0]]
+    for i, row in enumerate(good[1:]):
+        lines.append(row)
+        if i % 6 == 0:
+            lines.append(BAD[i % len(BAD)])
+    source = tmp_path / "s.csv"
+    source.write_text("\n".join(lines) + "\n")
+    db = shipped_db(tmp_path / "diamond.db", rows=20)
+    summary = importer.run(db, source, accept_partial=True, max_price=data.MAX_PRICE)
+    bad_lines = [n for n, text in enumerate(lines, start=1) if text in BAD]
+    assert (summary.rows_read, summary.added, summary.refused_total) == (47, 40, 7)
+    assert [int(r["line"]) for r in rejects_of(tmp_path / "s.csv.rejects.csv")] == bad_lines
+    rows = imported(db)
+    assert [r[0] for r in rows] == list(range(21, 61))
+    assert [r[8] for r in rows] == [n for n in range(2, len(lines) + 1) if n not in bad_lines]
