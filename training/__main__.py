@@ -10,6 +10,7 @@
 
 Environment: DIAMOND_DB, MODEL_SETTINGS, MODEL_REGISTRY (paths, as the options), and MAX_PRICE
 (default 1000000): rows priced above it in USD are removed by cleaning, like non-finite ones.
+An import reads IMPORT_MAX_REFUSED, IMPORT_BUSY_TIMEOUT and IMPORT_MAX_LINE (docs/import.md).
 
 Exit status: 0 when a run completes (candidate promoted or rejected), 1 on an
 error (nothing changed), 75 when ``--no-wait`` finds another run holding the lock (or an import

@@ -53,7 +53,7 @@ class RunFacts:
     registry: Registry
     """Read for its history and its versions, before this run adds to them."""
     new_rows: dict[str, Any] | None = None
-    """Rows imported since the current model was created (:func:`training.provenance.new_rows`)."""
+    """Rows imported since the current model saw the database (:func:`training.provenance.new_rows`)."""
 
     @property
     def train_rows(self) -> int:
