@@ -53,6 +53,8 @@ class RunFacts:
     """The gate's reason for the decision (training/gate.py), with both models' figures."""
     registry: Registry
     """Read for its history and its versions, before this run adds to them."""
+    new_rows: dict[str, Any] | None = None
+    """Rows imported since the current model saw the database (:func:`training.provenance.new_rows`)."""
 
     @property
     def train_rows(self) -> int:
@@ -222,4 +224,5 @@ def _data_summary(facts: RunFacts) -> dict[str, Any]:
         "train_rows": facts.train_rows,
         "holdout_rows": len(facts.holdout),
         "data_fingerprint": facts.record["data_fingerprint"],
+        "new_rows": facts.new_rows,
     }

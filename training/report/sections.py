@@ -29,6 +29,13 @@ def data_html(data: dict[str, Any]) -> str:
         ["train rows", f"{data['train_rows']:,}"],
         ["holdout rows (the gate scores both models on these)", f"{data['holdout_rows']:,}"],
     ]
+    new = data.get("new_rows")
+    if new:
+        since = f"since the current model {escape(str(new['since']))}" if new["since"] else "ever"
+        rows += [
+            [f"imported {since}", f"{new['imported']:,}"],
+            ["of them clean: train / holdout", f"{new['clean']:,}: {new['train']:,} / {new['holdout']:,}"],
+        ]
     return (
         f"<p>Read from <code>{escape(data['db'])}</code>; the cleaning rules ran in this order.</p>"
         + table(["", "rows"], rows)
