@@ -72,3 +72,18 @@ def test_command_prints_the_table(
     assert "Per fold, shipped pipeline:" in out
     per_fold = [line for line in out.splitlines() if line.startswith(("| 1 |", "| 2 |", "| 3 |"))]
     assert len(per_fold) == 3
+    assert "Out-of-fold MAE by carat band, shipped pipeline, against the noise floor:" in out
+    assert "How: floor: per cell of identical carat, cut, color and clarity" in out
+    bands = [line.split("|") for line in out.splitlines() if line.startswith(("| 0.2–0.5 |", "| all |"))]
+    assert len(bands) == 2
+    rows, band_mae = int(bands[1][2].replace(",", "")), float(bands[1][3].replace(",", ""))
+    assert rows == len(data.load(db).frame) and band_mae == pytest.approx(mean, abs=5)  # pooled folds vs their mean
+
+
+def test_out_of_fold_prices_cover_every_row_once(frame: data.Dataset, sklearn_folds: list[evaluate.Fold]) -> None:
+    rows = np.concatenate([f.rows for f in sklearn_folds if f.rows is not None])
+    assert sorted(rows) == list(range(len(frame.frame)))
+    y = frame.frame["price"].to_numpy()
+    for f in sklearn_folds:
+        assert f.rows is not None and f.price is not None
+        assert f.mae == pytest.approx(float(np.mean(np.abs(f.price - y[f.rows]))))

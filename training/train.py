@@ -145,6 +145,7 @@ def run(
             promote,
             decision.reason,
             registry,
+            decision.difference,
         )
         report_html = report.render_run(facts)
         history: dict[str, Any] = {
@@ -154,6 +155,7 @@ def run(
             "reason": decision.reason,
             "candidate_mae": _finite(candidate_mae),
             "current_mae": None if current_mae is None else _finite(current_mae),
+            "mae_difference": None if decision.difference is None else decision.difference.record(),
             "price_range": candidate.record() or None,
             "current_version": current_version,
             "version": version if promote else None,
