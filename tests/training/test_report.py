@@ -142,6 +142,7 @@ def test_the_floor_and_the_gates_interval_are_in_the_report_and_the_history(upgr
                 assert got[key] == (None if math.isnan(value) else pytest.approx(value, rel=1e-5))
     text = outcome.report.read_text()
     assert "Against the noise floor" in text and "paired bootstrap" in text and "sqrt(2)" in text
+    assert "candidate v2 above the floor" in text
 
 
 def test_a_rejected_run_files_its_report_under_reports_and_leaves_the_promoted_one(retrained: Run) -> None:

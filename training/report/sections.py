@@ -98,17 +98,21 @@ def floor_html(bands: dict[str, list[floor.Band]], cand: str, curr: str | None) 
         cells += [usd(current[i].mae)] if current is not None and curr is not None else []
         cells += [f"{b.floor_rows:,}", usd(b.mae_on_floor_rows)]
         cells += [usd(current[i].mae_on_floor_rows)] if current is not None and curr is not None else []
-        cells += [f"{usd(b.floor)} [{usd(b.floor_low)}–{usd(b.floor_high)}]"]
+        cells += [f"{usd(b.floor)} [{usd(b.floor_low)}–{usd(b.floor_high)}]", _signed(b.gap)]
         rows.append(cells)
     both = current is not None and curr is not None
     headers = ["carat", "rows", f"{cand} MAE"] + ([f"{curr} MAE"] if both else [])
     headers += ["rows in cells of 2+", f"{cand} MAE there"] + ([f"{curr} MAE there"] if both else [])
-    headers += ["floor there [bracket]"]
+    headers += ["floor there [bracket]", f"{cand} above the floor"]
     return (
         "<p>How far each model is from the error no model of these four inputs can avoid: stones of identical "
         "carat, cut, color and clarity sell at different prices. "
         f"{escape(floor.HOW[0].upper() + floor.HOW[1:])}.</p>" + table(headers, rows)
     )
+
+
+def _signed(value: float) -> str:
+    return usd(value) if not math.isfinite(value) else f"{value:+,.2f}"
 
 
 def interval_html(intervals: dict[str, Interval | None]) -> str:
