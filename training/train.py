@@ -188,6 +188,7 @@ def _run(
         decision.reason,
         registry,
         new_rows,
+        decision.difference,
     )
     report_html = report.render_run(facts)
     progress.stage("saving")
@@ -198,6 +199,7 @@ def _run(
         "reason": decision.reason,
         "candidate_mae": _finite(candidate_mae),
         "current_mae": None if current_mae is None else _finite(current_mae),
+        "mae_difference": None if decision.difference is None else decision.difference.record(),
         "price_range": candidate.record() or None,
         "current_version": current_version,
         "version": version if promote else None,
