@@ -241,7 +241,9 @@ def test_a_killed_servers_metrics_directory_is_removed_at_the_next_start(
     served: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = {**env_for(served), "TMPDIR": str(tmp_path)}
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    # set, then removed: the code under test sets it, and the test's end must take it away again
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     parent = tmp_path / f"diamond-metrics-{os.getuid()}"
     with running_server(env) as (base, proc):
         assert httpx.get(base + "/metrics").status_code == 200

@@ -239,7 +239,9 @@ def test_a_stale_metrics_directory_of_a_killed_run_is_removed_at_the_next_start(
 ) -> None:
     from inference.__main__ import prepare_metrics_dir
 
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    # set, then removed: the code under test sets it, and the test's end must take it away again
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
     dead = subprocess.Popen(["true"])
     dead.wait()
