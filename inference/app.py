@@ -8,6 +8,7 @@ import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -21,10 +22,11 @@ from inference.batching import RowBatcher
 from inference.calculator import calculator_routes
 from inference.config import Settings
 from inference.docs import docs_routes
+from inference.drift import DriftMonitor, DriftSettings
 from inference.errors import EXCEPTION_HANDLERS
 from inference.limits import BodyLimits
-from inference.metrics import Metrics, MetricsMiddleware
-from inference.model import ModelHolder
+from inference.metrics import Metrics, MetricsMiddleware, multiprocess_dir
+from inference.model import LoadedModel, ModelHolder
 from inference.modelsettings import ModelFileError
 from inference.openapi import build_openapi
 from inference.routes import OPERATIONS
@@ -55,7 +57,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse(spec)
 
     routes.append(Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False))
-    metrics = Metrics()
+    drift = DriftMonitor(
+        DriftSettings(settings.drift_window_rows, settings.drift_window_seconds, settings.drift_min_rows),
+        None if multiprocess_dir() is None else Path(str(multiprocess_dir())),
+    )
+    metrics = Metrics([drift])
     routes.append(Route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False))
 
     @contextlib.asynccontextmanager
@@ -89,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
             metrics.close()
+            drift.close()
 
     app = Starlette(
         routes=routes,
@@ -105,7 +112,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.holder = ModelHolder(settings.model_settings, settings.model_registry, on_load=metrics.on_load)
+
+    def on_load(outcome: str, seconds: float, model: LoadedModel | None) -> None:
+        metrics.on_load(outcome, seconds, model)
+        drift.on_load(outcome, seconds, model)
+
+    app.state.holder = ModelHolder(
+        settings.model_settings, settings.model_registry, on_load=on_load, on_priced=drift.observe
+    )
+    app.state.drift = drift
     app.state.batcher = RowBatcher()
     app.state.openapi = spec
     return app

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -42,6 +42,8 @@ SMALL_BATCH = 16
 Columns = Mapping[str, Sequence[Any] | np.ndarray]
 """One sequence of values per feature, as :func:`inference.onnx_io.make_feeds` takes them."""
 
+PricedListener = Callable[[Columns, np.ndarray], None]
+"""Told of every model call: the feature columns and the outputs (:mod:`inference.drift` counts them)."""
 FileIdentity = tuple[int, int, int, int] | None
 """(device, inode, size, mtime_ns) of the settings file; None when it is absent."""
 
@@ -62,6 +64,7 @@ class LoadedModel:
     """The settings file's identity when it was read for this model."""
     load_seconds: float
     loaded_at: float = field(default_factory=time.time)
+    on_priced: PricedListener | None = None
 
     @property
     def version(self) -> int:
@@ -85,7 +88,10 @@ class LoadedModel:
         """The one way both APIs price rows: feature columns in, float64 ``[N, len(outputs)]`` out,
         the values of :attr:`outputs` in USD rounded to cents, from one onnxruntime call;
         :class:`UnpriceableRows` if any row has no price (it lies outside the feature schema)."""
-        return _cents(predict_outputs(self.session, make_feeds(columns), self.outputs))
+        values = predict_outputs(self.session, make_feeds(columns), self.outputs)
+        if self.on_priced is not None:
+            self.on_priced(columns, values)
+        return _cents(values)
 
     def price_list(self, columns: Columns) -> list[list[float]]:
         """:meth:`price` as one list per row, for the single-row path (:mod:`inference.batching`).
@@ -94,6 +100,8 @@ class LoadedModel:
         on a row or two. Measured: 242 -> 226 us per in-process /diamond_price request, and 1.04x
         the requests/s at 1 connection (``bench/run.py --baseline``)."""
         values = predict_outputs(self.session, make_feeds(columns), self.outputs)
+        if self.on_priced is not None:
+            self.on_priced(columns, values)
         if len(values) > SMALL_BATCH:
             cents: list[list[float]] = _cents(values).tolist()
             return cents
@@ -136,6 +144,7 @@ class ModelHolder:
         settings_path: Path,
         registry: Path,
         on_load: LoadListener | None = None,
+        on_priced: PricedListener | None = None,
     ) -> None:
         self.settings_path = settings_path
         self.registry = registry
@@ -143,6 +152,7 @@ class ModelHolder:
         self._swap_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._on_load = on_load
+        self._on_priced = on_priced
         self.last_error: str | None = None
 
     @property
@@ -181,7 +191,7 @@ class ModelHolder:
         except ModelFileError:
             self._report("failure", time.perf_counter() - started, None)
             raise
-        return LoadedModel(session, settings, identity, time.perf_counter() - started)
+        return LoadedModel(session, settings, identity, time.perf_counter() - started, on_priced=self._on_priced)
 
     def swap(self, model: LoadedModel) -> LoadedModel | None:
         """Make ``model`` current; returns the previous one (still usable by requests holding it)."""
@@ -212,7 +222,7 @@ class ModelHolder:
         current = self._current
         if current is not None and (current.version, current.sha256) == (settings.version, settings.sha256):
             # Same model (verified bytes): keep the warm session, remember this file state as handled.
-            kept = LoadedModel(current.session, current.settings, identity, current.load_seconds, current.loaded_at)
+            kept = replace(current, identity=identity)
             with self._swap_lock:
                 self._current = kept
             self.last_error = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from inference import api_models as m
-from inference import endpoints, reports
+from inference import drift_api, endpoints, reports
 from inference.openapi import Endpoint, Operation, Responses
 from inference.v2 import V2_OPERATIONS
 
@@ -78,5 +78,5 @@ JSON_API: list[Operation] = [
 ]
 
 
-OPERATIONS: list[Operation] = [*JSON_API, *V2_OPERATIONS, reports.OPERATION]
-"""The JSON API, the Open Inference Protocol and the run reports."""
+OPERATIONS: list[Operation] = [*JSON_API, *V2_OPERATIONS, reports.OPERATION, drift_api.OPERATION]
+"""The JSON API, the Open Inference Protocol, the run reports and the input drift."""

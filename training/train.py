@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 
 from inference.modelsettings import MODEL_NAME, SETTINGS_FORMAT, ModelFileError
 from inference.schema import FEATURES
-from training import data, export, gate, preflight, report
+from training import baseline, data, export, gate, preflight, report
 from training.paths import TrainingPaths
 from training.pipeline import build_pipeline, describe
 from training.registry import Registry
@@ -110,7 +110,8 @@ def run(
         }
         log.info("exporting candidate v%d to ONNX", version)
         try:
-            model = export.to_onnx(pipeline, version=version, metadata=record)
+            inputs = baseline.measure(train, baseline.unpriceable_share(dataset))
+            model = export.to_onnx(pipeline, version=version, metadata=record, baseline=inputs)
             blob = model.SerializeToString()
             worst = export.check_parity(blob, pipeline, frame)
         except export.ExportError as exc:
