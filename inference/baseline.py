@@ -75,8 +75,8 @@ class Baseline:
         priced = np.isfinite(values).all(axis=1)
         keep = None if priced.all() else priced
         for name, (start, edges, _) in self._numeric.items():
-            x = np.asarray(columns[name], dtype=np.float32).reshape(-1)
-            x = x if keep is None else x[keep]
+            x = np.asarray(columns[name]).reshape(-1)  # the priced rows only reach float32: no overflow
+            x = (x if keep is None else x[keep]).astype(np.float32)
             counts[start : start + len(edges) + 1] = np.bincount(
                 np.searchsorted(edges, x, "right"), minlength=len(edges) + 1
             )

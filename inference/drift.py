@@ -15,8 +15,8 @@ window is a sum over time stamps, and a reload simply starts a fresh file. Witho
 (tests in one process) the slots live in memory.
 
 Cost: up to :data:`SMALL` rows (the single-row path) the bins are found in plain Python; beyond,
-in numpy with categories counted by :class:`collections.Counter`, over a systematic sample of at
-most :data:`SAMPLE` rows weighted to the call's size, so a call's cost stops growing there. The
+in numpy with categories counted by :class:`collections.Counter`, over a random sample of
+:data:`SAMPLE` rows weighted to the call's size, so a call's cost stops growing there. The
 unpriceable share is counted on every row. Counting never raises into pricing: an error is logged
 once and the window stops.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import os
 import threading
 import time
@@ -92,6 +93,7 @@ class Window:
         self.cursor, self.rows = 0, 0
         self.array[HEADER] = time.time()
         self.lock = threading.Lock()
+        self.rng = np.random.default_rng()
 
     def observe(self, columns: Mapping[str, Any], values: np.ndarray) -> None:
         n = len(values)
@@ -118,14 +120,16 @@ class Window:
             self.rows += n
 
     def _sampled(self, columns: Mapping[str, Any], values: np.ndarray) -> np.ndarray:
-        """:meth:`Baseline.count` of every ``k``-th row, at most :data:`SAMPLE`, weighted back to all
-        rows; the unpriceable bins count every row."""
+        """:meth:`Baseline.count` of :data:`SAMPLE` rows drawn at random (a stride could beat in step
+        with a pattern in the batch), weighted back to all the priced rows; the unpriceable bins
+        count every row."""
         n = len(values)
-        step = -(-n // SAMPLE)
-        if step == 1:
+        if n <= SAMPLE:
             return self.baseline.count(columns, values).astype(np.float64)
-        sample = {k: np.asarray(v).reshape(-1)[::step] for k, v in columns.items()}
-        counts = self.baseline.count(sample, values[::step]).astype(np.float64)
+        at = self.rng.integers(0, n, SAMPLE)
+        pick = operator.itemgetter(*at.tolist())
+        sample = {k: v.reshape(-1)[at] if isinstance(v, np.ndarray) else pick(v) for k, v in columns.items()}
+        counts = self.baseline.count(sample, values[at]).astype(np.float64)
         priced = int(np.count_nonzero(np.isfinite(values[:, 0])))
         if counts[-2] > 0:
             counts[:-2] *= priced / counts[-2]
