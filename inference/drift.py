@@ -44,7 +44,7 @@ from inference.onnx_io import metadata
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from inference.model import LoadedModel
+    from inference.holder import LoadedModel
 
 log = logging.getLogger(__name__)
 

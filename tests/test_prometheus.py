@@ -21,10 +21,10 @@ import httpx
 import numpy as np
 import pytest
 
+from devtools.server import free_port, running_server
 from inference.drift import ACT, WATCH
 from inference.schema import FEATURES
 from tests.helpers import Project, env_for, prometheus_tool
-from tests.server import free_port, running_server
 
 pytestmark = pytest.mark.slow
 
