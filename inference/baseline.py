@@ -94,16 +94,15 @@ class Baseline:
         """The bins a few rows fall in (one position per row and feature, repeats included), in plain
         Python: for the single-row path, where each numpy call would cost more than the row. The
         columns are Python lists (float values compared as float32, like :meth:`count`)."""
-        out: list[int] = []
         priced = [all(map(math.isfinite, row)) for row in values]
         unpriced = self.size - 1
-        out.extend(unpriced - ok for ok in priced)
+        out = [unpriced - ok for ok in priced]
+        if not all(priced):
+            columns = {n: [v for v, ok in zip(col, priced, strict=True) if ok] for n, col in columns.items()}
         for name, (start, _, inner) in self._numeric.items():
-            out.extend(
-                start + bisect.bisect_right(inner, _f32(v)) for v, ok in zip(columns[name], priced, strict=True) if ok
-            )
+            out += [start + bisect.bisect_right(inner, _f32(v)) for v in columns[name]]
         for name, index in self._categorical.items():
-            out.extend(index[c] for c, ok in zip(columns[name], priced, strict=True) if ok and c in index)
+            out += [i for i in map(index.get, columns[name]) if i is not None]
         return out
 
     @cached_property

@@ -1,5 +1,5 @@
 """Input drift in process: the baseline a trained model carries (inference/baseline.py,
-training/baseline.py), the window and its PSI (inference/drift.py), the gauges and
+training/baseline.py), the window and its PSI (inference/drift_window.py, inference/drift.py), the gauges and
 ``GET /models/{version}/drift``. Across real worker processes and a real Prometheus:
 tests/test_prometheus.py (slow)."""
 
@@ -21,10 +21,11 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inference import drift
+from inference import drift_window
 from inference.app import create_app
 from inference.baseline import BASELINE_KEY, PSI_FLOOR, UNPRICEABLE, Baseline
-from inference.drift import ACT, WATCH, DriftMonitor, DriftSettings, Window
+from inference.drift import ACT, WATCH, DriftMonitor
+from inference.drift_window import DriftSettings, Window
 from inference.onnx_io import make_feeds, open_session, predict_outputs
 from inference.schema import FEATURES
 from tests.helpers import (
@@ -197,7 +198,7 @@ def test_workers_windows_add_up_and_dead_or_other_models_files_do_not(
     settings = DriftSettings(window_rows=1000, window_seconds=600, min_rows=10)
     here = Window(carried, 1, "ab" * 32, settings, tmp_path)
     with monkeypatch.context() as m:
-        m.setattr(drift.os, "getpid", os.getppid)  # a live process: "worker 2"
+        m.setattr(drift_window.os, "getpid", os.getppid)  # a live process: "worker 2"
         there = Window(carried, 1, "ab" * 32, settings, tmp_path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     for window in (here, there):
@@ -223,7 +224,7 @@ def test_the_window_keeps_the_newest_rows_and_forgets_old_ones(
     trained: Project, carried: Baseline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [1_000_000.0]
-    monkeypatch.setattr(drift.time, "time", lambda: clock[0])
+    monkeypatch.setattr(drift_window.time, "time", lambda: clock[0])
     settings = DriftSettings(window_rows=200, window_seconds=100, min_rows=50)
     monitor = DriftMonitor(settings, None)
     monitor.window = Window(carried, 1, "ab" * 32, settings, None)
@@ -252,13 +253,13 @@ def test_a_large_call_is_counted_from_a_weighted_sample(trained: Project, carrie
     window = Window(carried, 1, "ab" * 32, DriftSettings(), None)
     window.rng = np.random.default_rng(5)  # the sample is random: a seeded one here, for a stable figure
     window.observe(columns_of(rows), values)
-    counted = window.array[drift.HEADER + 1 : drift.HEADER + window.width]
+    counted = window.array[drift_window.HEADER + 1 : drift_window.HEADER + window.width]
     exact = carried.count(columns_of(rows), values)
     where = carried.slices
     assert counted[where[UNPRICEABLE]].tolist() == exact[where[UNPRICEABLE]].tolist()
     for name in FEATURES.names:
         assert counted[where[name]].sum() == pytest.approx(exact[where[name]].sum())
-    # 256 rows estimate the shares: the PSI within sampling noise (about bins / 256) of the exact one
+    # 1,024 rows estimate the shares: the PSI within sampling noise (about bins / 1,024) of the exact one
     assert carried.psi(counted)["cut"] == pytest.approx(carried.psi(exact.astype(float))["cut"], abs=0.05)
     share = counted[where["cut"]][0] / counted[where["cut"]].sum()
     assert share == pytest.approx(exact[where["cut"]][0] / exact[where["cut"]].sum(), abs=0.05)
