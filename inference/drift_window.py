@@ -31,7 +31,7 @@ import numpy as np
 from inference.baseline import Baseline
 
 SMALL = 16
-SAMPLE = 1024
+SAMPLE = 512
 SLOTS = 21
 """Slots per worker: 20 make a full window, one more is filling."""
 HEADER = 8

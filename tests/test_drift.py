@@ -259,7 +259,7 @@ def test_a_large_call_is_counted_from_a_weighted_sample(trained: Project, carrie
     assert counted[where[UNPRICEABLE]].tolist() == exact[where[UNPRICEABLE]].tolist()
     for name in FEATURES.names:
         assert counted[where[name]].sum() == pytest.approx(exact[where[name]].sum())
-    # 1,024 rows estimate the shares: the PSI within sampling noise (about bins / 1,024) of the exact one
+    # 512 rows estimate the shares: the PSI within sampling noise (about bins / 512) of the exact one
     assert carried.psi(counted)["cut"] == pytest.approx(carried.psi(exact.astype(float))["cut"], abs=0.05)
     share = counted[where["cut"]][0] / counted[where["cut"]].sum()
     assert share == pytest.approx(exact[where["cut"]][0] / exact[where["cut"]].sum(), abs=0.05)
