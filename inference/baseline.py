@@ -12,13 +12,11 @@ Numeric values are compared as float32, the type the model reads: a carat of 0.7
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import json
 import math
-import struct
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -74,7 +72,7 @@ class Baseline:
         counts = np.zeros(self.size, dtype=np.int64)
         priced = np.isfinite(values).all(axis=1)
         keep = None if priced.all() else priced
-        for name, (start, edges, _) in self._numeric.items():
+        for name, (start, edges) in self._numeric.items():
             x = np.asarray(columns[name]).reshape(-1)  # the priced rows only reach float32: no overflow
             x = (x if keep is None else x[keep]).astype(np.float32)
             counts[start : start + len(edges) + 1] = np.bincount(
@@ -90,25 +88,10 @@ class Baseline:
         counts[-2:] = (n_priced, len(priced) - n_priced)
         return counts
 
-    def positions(self, columns: Mapping[str, Sequence[Any]], values: Sequence[Sequence[float]]) -> list[int]:
-        """The bins a few rows fall in (one position per row and feature, repeats included), in plain
-        Python: for the single-row path, where each numpy call would cost more than the row. The
-        columns are Python lists (float values compared as float32, like :meth:`count`)."""
-        priced = [all(map(math.isfinite, row)) for row in values]
-        unpriced = self.size - 1
-        out = [unpriced - ok for ok in priced]
-        if not all(priced):
-            columns = {n: [v for v, ok in zip(col, priced, strict=True) if ok] for n, col in columns.items()}
-        for name, (start, _, inner) in self._numeric.items():
-            out += [start + bisect.bisect_right(inner, _f32(v)) for v in columns[name]]
-        for name, index in self._categorical.items():
-            out += [i for i in map(index.get, columns[name]) if i is not None]
-        return out
-
     @cached_property
-    def _numeric(self) -> dict[str, tuple[int, np.ndarray, list[float]]]:
-        """Numeric feature -> (its first bin's position, float32 edges, the same as Python floats)."""
-        return {n: (self.slices[n].start, e, e.tolist()) for n, e in self.edges.items()}
+    def _numeric(self) -> dict[str, tuple[int, np.ndarray]]:
+        """Numeric feature -> (its first bin's position, float32 edges)."""
+        return {n: (self.slices[n].start, e) for n, e in self.edges.items()}
 
     @cached_property
     def _categorical(self) -> dict[str, dict[str, int]]:
@@ -201,12 +184,3 @@ class Baseline:
             if not all(math.isfinite(s) and 0 <= s <= 1 for s in shares) or abs(sum(shares) - 1) > 1e-3:
                 raise ValueError("each feature's shares must lie in [0, 1] and sum to 1")
         return cls(edges, dict(schema.categorical), np.asarray([s for p in parts for s in p]), rows)
-
-
-_F32 = struct.Struct("f")
-
-
-def _f32(value: Any) -> float:
-    """``value`` rounded to float32, as the model reads it (a Python float, compared as float32 is)."""
-    result: float = _F32.unpack(_F32.pack(value))[0]
-    return result

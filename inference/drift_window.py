@@ -8,10 +8,11 @@ additions to memory and no system call; without that directory (tests in one pro
 :func:`read` sums the slots of the live workers serving the same model, newest first, up to
 ``DRIFT_WINDOW_ROWS`` rows and no older than ``DRIFT_WINDOW_SECONDS``: the window, at a slot's grain.
 
-Cost: up to :data:`SMALL` rows (the single-row path) the bins are found in plain Python; beyond,
-in numpy with categories counted by :class:`collections.Counter`, over a random sample of
-:data:`SAMPLE` rows weighted to the call's size, so a call's cost stops growing there. The
-unpriceable share is counted on every row.
+Cost: a call of up to :data:`SMALL` rows (the single-row path) is only queued, and the queued
+calls are counted together, so a request pays a list append; a larger call is counted in numpy
+(categories by :class:`collections.Counter`), from a random sample of :data:`SAMPLE` rows weighted
+to the call's size past that, so a call's cost stops growing there. The unpriceable share is
+counted on every row.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from inference.baseline import Baseline
 
 SMALL = 16
 SAMPLE = 512
+PENDING = 64
+"""Rows of small calls queued before they are counted together."""
+PENDING_SECONDS = 1.0
+"""...or the age of the oldest queued call at which they are (checked at each call, and by :func:`read`)."""
 SLOTS = 21
 """Slots per worker: 20 make a full window, one more is filling."""
 HEADER = 8
@@ -71,34 +76,51 @@ class Window:
             self.array = np.memmap(self.path, dtype=np.float64, mode="r+").view(np.ndarray)
         self.cursor, self.rows = 0, 0
         self.array[HEADER] = time.time()
-        self.cells = self.array.data.cast("B").cast("d")
-        """The same memory, for the single-row path: one cell costs less through a memoryview."""
         self.lock = threading.Lock()
+        self.pending: list[tuple[Mapping[str, Any], np.ndarray]] = []
+        self.pending_rows, self.pending_since = 0, time.time()
         self.rng = np.random.default_rng()
 
     def observe(self, columns: Mapping[str, Any], values: np.ndarray) -> None:
-        n = len(values)
-        if n <= SMALL:
-            small = {k: v if isinstance(v, list) else np.asarray(v).reshape(-1).tolist() for k, v in columns.items()}
-            positions = self.baseline.positions(small, values.tolist())
-        else:
-            counts = self._sampled(columns, values)
+        """Count one model call. A call of up to :data:`SMALL` rows is only queued: queued calls
+        are counted together (:meth:`flush`) once they hold :data:`PENDING` rows or the oldest is
+        :data:`PENDING_SECONDS` old, so a single-row request pays a list append."""
         now = time.time()
+        if len(values) <= SMALL:
+            with self.lock:
+                self.pending.append((columns, values))
+                self.pending_rows += len(values)
+                if self.pending_rows < PENDING and now - self.pending_since < PENDING_SECONDS:
+                    return
+            self.flush()
+            return
+        if self.pending:
+            self.flush()
+        self._add(self._sampled(columns, values), len(values), now)
+
+    def flush(self) -> None:
+        """Count the queued calls (their columns joined) with one :meth:`Baseline.count`."""
+        with self.lock:
+            pending, self.pending = self.pending, []
+            rows, self.pending_rows, self.pending_since = self.pending_rows, 0, time.time()
+        if not pending:
+            return
+        columns = {name: [v for c, _ in pending for v in _values(c[name])] for name in pending[0][0]}
+        values = np.concatenate([v for _, v in pending])
+        self._add(self.baseline.count(columns, values).astype(np.float64), rows, time.time())
+
+    def _add(self, counts: np.ndarray, rows: int, now: float) -> None:
         with self.lock:
             base = HEADER + self.cursor * self.width
-            a, cells = self.array, self.cells
-            if self.rows >= self.per_slot or now - cells[base] >= self.slot_seconds:
+            a = self.array
+            if self.rows >= self.per_slot or now - a[base] >= self.slot_seconds:
                 self.cursor = (self.cursor + 1) % SLOTS
                 base = HEADER + self.cursor * self.width
                 a[base : base + self.width] = 0.0
                 a[base] = now
                 self.rows = 0
-            if n <= SMALL:
-                for p in positions:
-                    cells[base + 1 + p] += 1.0
-            else:
-                a[base + 1 : base + self.width] += counts
-            self.rows += n
+            a[base + 1 : base + self.width] += counts
+            self.rows += rows
 
     def _sampled(self, columns: Mapping[str, Any], values: np.ndarray) -> np.ndarray:
         """:meth:`Baseline.count` of :data:`SAMPLE` rows drawn at random (a stride could beat in step
@@ -136,6 +158,7 @@ class Reading:
 def read(window: Window, settings: DriftSettings, directory: Path | None) -> Reading:
     """Every live worker's slots for ``window``'s model (the files in ``directory``, or ``window``
     alone without one), newest first, up to the window's rows and no older than its seconds."""
+    window.flush()  # this worker's queued rows; another worker's wait for its next call
     arrays = [window.array] if directory is None else list(_arrays(directory))
     now, width = time.time(), window.width
     slots: list[np.ndarray] = []
@@ -168,3 +191,7 @@ def _arrays(directory: Path) -> Iterator[np.ndarray]:
 def _tag(sha256: str) -> float:
     """The first 52 bits of the sha256, exact in a float64."""
     return float(int(sha256[:13], 16))
+
+
+def _values(column: Any) -> list[Any]:
+    return column if isinstance(column, list) else np.asarray(column).reshape(-1).tolist()
