@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -23,7 +22,7 @@ from inference.config import Settings
 from inference.drift import DriftMonitor, DriftSettings
 from inference.holder import LoadedModel, ModelHolder
 from inference.modelsettings import ModelFileError
-from inference.pages.calculator import calculator_routes
+from inference.pages.calculator import PublishedModel, calculator_routes
 from inference.pages.docs import docs_routes
 from inference.rest.handlers import EXCEPTION_HANDLERS
 from inference.rest.limits import BodyLimits
@@ -68,8 +67,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         holder: ModelHolder = app.state.holder
-        try:
-            holder.swap(await anyio.to_thread.run_sync(holder.load))
+        try:  # bounded by LOAD_TIMEOUT: a model that never loads cannot keep the port closed
+            await holder.reload_async()
         except Exception as exc:  # a bad model file, whatever the cause: serve 503 with the reason, never exit
             if not isinstance(exc, ModelFileError):
                 exc = ModelFileError(f"{type(exc).__name__}: {exc}")
@@ -117,9 +116,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         drift.on_load(outcome, seconds, model)
 
     app.state.holder = ModelHolder(
-        settings.model_settings, settings.model_registry, on_load=on_load, on_priced=drift.observe
+        settings.model_settings,
+        settings.model_registry,
+        on_load=on_load,
+        on_priced=drift.observe,
+        max_model_bytes=settings.max_model_bytes,
+        load_timeout=settings.load_timeout,
+        predict_timeout=settings.predict_timeout,
     )
     app.state.drift = drift
     app.state.batcher = RowBatcher()
+    app.state.published_model = PublishedModel()
     app.state.openapi = spec
     return app

@@ -6,8 +6,9 @@
     python -m training promote --version N   # point modelsettings.json at version N
     python -m training export-triton --version N OUT   # a Triton model repository from version N
 
-Environment: DIAMOND_DB, MODEL_SETTINGS, MODEL_REGISTRY (paths, as the options), and MAX_PRICE
-(default 1000000): rows priced above it in USD are removed by cleaning, like non-finite ones.
+Environment: DIAMOND_DB, MODEL_SETTINGS, MODEL_REGISTRY (paths, as the options), MAX_PRICE
+(default 1000000): rows priced above it in USD are removed by cleaning, like non-finite ones, and
+MAX_TRAIN_ROWS (default 1000000): a table with more rows is refused before they are read.
 
 Exit status: 0 when a run completes (candidate promoted or rejected), 1 on an
 error (nothing changed), 75 when ``--no-wait`` finds another run holding the lock.
@@ -72,7 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export-triton":
             triton.export(registry, args.version, args.out)
         else:
-            outcome = train.run(paths, wait=not args.no_wait, max_price=data.max_price_from_env())
+            from training.progress import Progress
+
+            with Progress() as progress:  # on a terminal, a live line with the stage and an estimate
+                outcome = train.run(
+                    paths,
+                    wait=not args.no_wait,
+                    max_price=data.max_price_from_env(),
+                    max_rows=data.max_rows_from_env(),
+                    progress=progress,
+                )
             print(f"report: {outcome.report}", flush=True)
     except RegistryBusy as exc:
         log.error("error: %s", exc)

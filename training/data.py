@@ -28,6 +28,9 @@ HOLDOUT_BUCKETS = 10
 """A row is in the holdout when sha256 of its key, as a number, is 0 modulo this."""
 MAX_PRICE = 1_000_000.0
 """Default bound on a believable price in USD (``MAX_PRICE``); rows above it are removed."""
+MAX_ROWS = 1_000_000
+"""Default bound on the rows a run reads (``MAX_TRAIN_ROWS``): past it the run stops before reading
+them, with a message, instead of holding gigabytes of rows in memory."""
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
@@ -45,6 +48,15 @@ def max_price_from_env(env: Mapping[str, str] | None = None) -> float:
             lambda v: math.isfinite(v) and v > 0,
             "a finite positive number",
         )
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
+
+
+def max_rows_from_env(env: Mapping[str, str] | None = None) -> int:
+    """``MAX_TRAIN_ROWS`` from the environment, else :data:`MAX_ROWS`; :class:`DataError` if unusable."""
+    try:
+        env = os.environ if env is None else env
+        return number_from_env(env, "MAX_TRAIN_ROWS", MAX_ROWS, lambda v: v >= 1, "a positive integer", int)
     except ConfigError as exc:
         raise DataError(str(exc)) from None
 
@@ -90,9 +102,10 @@ def holdout_mask(keys: np.ndarray) -> np.ndarray:
     )
 
 
-def load(db: Path, schema: FeatureSchema = FEATURES, max_price: float = MAX_PRICE) -> Dataset:
-    """The clean rows of ``db``; raises :class:`DataError` with a one-line cause."""
-    raw = _read(db, [*schema.names, schema.target])
+def load(db: Path, schema: FeatureSchema = FEATURES, max_price: float = MAX_PRICE, max_rows: int = MAX_ROWS) -> Dataset:
+    """The clean rows of ``db``; raises :class:`DataError` with a one-line cause (also when the
+    table holds more than ``max_rows`` rows, before any is read)."""
+    raw = _read(db, [*schema.names, schema.target], max_rows)
     ds = Dataset(frame=raw, rows_read=len(raw))
     log.info("read %d rows from %s", len(raw), db)
 
@@ -134,7 +147,7 @@ def _drop(ds: Dataset, df: pd.DataFrame, mask: np.ndarray | pd.Series, rule: str
     return df.loc[~mask]
 
 
-def _read(db: Path, columns: list[str]) -> pd.DataFrame:
+def _read(db: Path, columns: list[str], max_rows: int = MAX_ROWS) -> pd.DataFrame:
     """The key (as :data:`KEY`) and ``columns`` of every row, ordered by key."""
     if not db.is_file():
         raise DataError(f"database not found: {db}")
@@ -157,6 +170,12 @@ def _read(db: Path, columns: list[str]) -> pd.DataFrame:
         select = ", ".join([key, *(quote_identifier(c) for c in columns)])
         table = quote_identifier(TABLE)
         try:
+            total = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            if total > max_rows:
+                raise DataError(
+                    f"table {TABLE!r} in {db} has {total} rows, more than MAX_TRAIN_ROWS={max_rows}: "
+                    "raise the limit (and the memory the run may use) or train on a sample"
+                )
             bad_keys = con.execute(f"SELECT count(*) FROM {table} WHERE typeof({key}) != 'integer'").fetchone()[0]
             if bad_keys:
                 raise DataError(f"table {TABLE!r} in {db}: {bad_keys} row(s) have a key that is not an integer")

@@ -93,7 +93,7 @@ async def infer(request: Request) -> Response:
     model = _serving_model(request)
     body = await read_body(request, (JSON, BINARY_MEDIA_TYPE), required=False)
     head, binary = split_body(body, request.headers.get(HEADER_LENGTH))
-    if len(body) <= INLINE_BODY_BYTES:
+    if len(body) <= INLINE_BODY_BYTES and not model.speed.slow:
         rows, response = _infer(model, head, binary)
     else:
         rows, response = await off_loop(request, _infer, model, head, binary)

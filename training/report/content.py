@@ -27,6 +27,7 @@ from training.paths import TrainingPaths
 from training.registry import Current, Registry
 from training.report import evaluation, plots
 from training.report.evaluation import Segment
+from training.report.files import shown_path, without_paths
 from training.report.history import history_section
 from training.report.page import figure, render, table
 from training.report.sections import baseline_html, candidate_html, comparison_html, data_html, interval_html
@@ -162,21 +163,22 @@ def summary_page(facts: RunFacts, error: BaseException) -> str:
 def failure_page(paths: TrainingPaths, registry: Registry, error: BaseException, when: datetime) -> str:
     """The page of a run that stopped on ``error`` at ``when``: the inputs and the registry's history."""
     stamp = when.isoformat(timespec="seconds")
+    error_text = without_paths(str(error), (paths.db, paths.settings, paths.registry))
     try:
         settings = registry.current_settings()
         serving = f"v{settings.version}" if settings else "no model"
     except Exception as exc:
-        settings, serving = None, f"unknown ({exc})"
+        settings, serving = None, f"unknown ({without_paths(str(exc), (paths.settings, paths.registry))})"
     reason = (
-        f"The run stopped: {error}. Nothing was promoted; the registry and modelsettings.json are as they were "
+        f"The run stopped: {error_text}. Nothing was promoted; the registry and modelsettings.json are as they were "
         f"(but for this report), and {serving} keeps serving."
     )
     inputs = table(
         ["input", "path"],
         [
-            ["database", escape(str(paths.db))],
-            ["settings", escape(str(paths.settings))],
-            ["registry", escape(str(paths.registry))],
+            ["database", escape(shown_path(paths.db))],
+            ["settings", escape(shown_path(paths.settings))],
+            ["registry", escape(shown_path(paths.registry))],
         ],
     )
     history = registry.history() if registry.directory.is_dir() else []
@@ -195,7 +197,7 @@ def failure_page(paths: TrainingPaths, registry: Registry, error: BaseException,
         "report_format": REPORT_FORMAT,
         "decision": "failed",
         "reason": reason,
-        "error": str(error),
+        "error": error_text,
         "time": stamp,
         "current_version": settings.version if settings else None,
     }
@@ -228,7 +230,7 @@ def _baseline(blob: bytes) -> Baseline | None:
 def _data_summary(facts: RunFacts) -> dict[str, Any]:
     """The Data section's figures, as the page's JSON block holds them."""
     return {
-        "db": str(facts.db),
+        "db": shown_path(facts.db),
         "rows_read": facts.dataset.rows_read,
         "removed": dict(facts.dataset.removed),
         "clean_rows": facts.train_rows + len(facts.holdout),
