@@ -413,3 +413,30 @@ def point_at(p: Project, version: int, blob: bytes) -> None:
         "sha256": hashlib.sha256(blob).hexdigest(),
     }
     write_atomically(p.settings, record)
+
+
+# -- imports into diamond.db ---------------------------------------------------------------------
+
+
+def sales_csv(path: Path, rows: int = 200, *, offset: int = 40_000, extra: tuple[str, ...] = ()) -> Path:
+    """A CSV file of ``rows`` real rows of diamond.db (from ``offset``, every column but the key),
+    then the ``extra`` lines as written: what a shop exports, for ``python -m training import``."""
+    src = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
+    cols = ", ".join(f'"{c}"' for c in COLUMNS)
+    data = src.execute(f"SELECT {cols} FROM diamonds ORDER BY id LIMIT ? OFFSET ?", (rows, offset)).fetchall()
+    src.close()
+    lines = [",".join(COLUMNS), *(",".join(str(v) for v in row) for row in data), *extra]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def table_state(db: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every row of the diamonds table and every schema entry: 'nothing changed' is equality.
+    Opened for writing, so that SQLite rolls back what a killed writer left (it writes nothing else)."""
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT * FROM diamonds ORDER BY id").fetchall()
+        schema = con.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    finally:
+        con.close()
+    return rows, schema

@@ -30,7 +30,7 @@ def test_a_table_over_max_train_rows_is_refused_before_its_rows_are_read(tmp_pat
     with pytest.raises(data.DataError, match=r"has 1500 rows, more than MAX_TRAIN_ROWS=1000"):
         data.load(db, max_rows=1000)
     assert len(data.load(db, max_rows=1500).frame) > 1000
-    assert data.max_rows_from_env({}) == data.MAX_ROWS == 1_000_000
+    assert data.max_rows_from_env({}) == data.MAX_ROWS == 2_000_000
     assert data.max_rows_from_env({"MAX_TRAIN_ROWS": "5000000"}) == 5_000_000
     for bad in ("0", "-3", "1e6", "many"):
         with pytest.raises(data.DataError, match="MAX_TRAIN_ROWS"):
@@ -66,7 +66,7 @@ def test_five_million_rows_are_refused_with_a_message_in_bounded_memory_and_time
     peak = usage.ru_maxrss * 1024
     print(f"5,000,000 rows: exit {proc.returncode} after {elapsed:.1f} s, peak RSS {peak / 1e6:.0f} MB")
     assert proc.returncode == 1
-    assert "has 5000000 rows, more than MAX_TRAIN_ROWS=1000000" in err and len(err.strip().splitlines()) == 1
+    assert "has 5000000 rows, more than MAX_TRAIN_ROWS=2000000" in err and len(err.strip().splitlines()) == 1
     assert peak < 2 * GIB
     assert elapsed < 60
     assert not p.settings.exists()

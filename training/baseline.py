@@ -15,16 +15,13 @@ import pandas as pd
 
 from inference.baseline import Baseline
 from inference.schema import FEATURES, FeatureSchema
+from training import rules
 from training.data import Dataset
 
 BINS = 10
-UNPRICEABLE_RULES = (
-    "NULL in a feature or the price",
-    "not a finite number",
-    "unknown category",
-    "outside the schema's range",
-)
-"""The cleaning rules (:func:`training.data.load`) whose rows a model could not price."""
+UNPRICEABLE_RULES = (rules.NULL, rules.NOT_NUMBER, rules.UNKNOWN, rules.OUT_OF_RANGE)
+"""The cleaning rules (:mod:`training.rules`) whose rows a model could not price (the first two
+also count rows whose price alone is missing or not a number)."""
 
 
 def measure(rows: pd.DataFrame, unpriceable: float, schema: FeatureSchema = FEATURES) -> Baseline:

@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 from inference.modelsettings import MODEL_NAME, SETTINGS_FORMAT, ModelFileError
 from inference.modelsettings import report_path as promoted_report
 from inference.schema import FEATURES
-from training import baseline, data, export, gate, preflight, report
+from training import baseline, data, export, gate, preflight, provenance, report
 from training.paths import TrainingPaths
 from training.pipeline import build_pipeline, describe
 from training.progress import Progress
@@ -90,6 +90,7 @@ def _run(
     """:func:`run` under the registry lock."""
     log.info("loading %s", paths.db)
     progress.stage("cleaning")
+    last_import = provenance.last_import(paths.db)  # before the rows: an import in between counts as new next time
     dataset = data.load(paths.db, max_price=max_price, max_rows=max_rows)
     frame = dataset.frame
     holdout_mask = dataset.holdout
@@ -116,6 +117,16 @@ def _run(
         ) from None
     version = registry.next_version()
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
+    current_record = current.settings.model_dump() if current else None
+    new_rows = provenance.new_rows(paths.db, frame[data.KEY].to_numpy(), holdout_mask, current_record)
+    log.info(
+        "new since %s: %d rows imported, %d clean (%d to train, %d held out)",
+        new_rows["since"] or "the start (no current model)",
+        new_rows["imported"],
+        new_rows["clean"],
+        new_rows["train"],
+        new_rows["holdout"],
+    )
     record: dict[str, Any] = {
         "format": SETTINGS_FORMAT,
         "name": MODEL_NAME,
@@ -124,6 +135,7 @@ def _run(
         "holdout_rows": len(holdout),
         "train_rows": len(train),
         "data_fingerprint": f"sha256:{dataset.fingerprint()}",
+        "last_import": last_import,
         **describe(pipeline),
         "outputs": list(export.model_outputs(pipeline)),
         "min_onnxruntime": export.MIN_ONNXRUNTIME,
@@ -176,6 +188,8 @@ def _run(
         promote,
         decision.reason,
         registry,
+        new_rows,
+        decision.difference,
     )
     report_html = report.render_run(facts)
     progress.stage("saving")
@@ -186,11 +200,13 @@ def _run(
         "reason": decision.reason,
         "candidate_mae": _finite(candidate_mae),
         "current_mae": None if current_mae is None else _finite(current_mae),
+        "mae_difference": None if decision.difference is None else decision.difference.record(),
         "price_range": candidate.record() or None,
         "current_version": current_version,
         "version": version if promote else None,
         "train_rows": len(train),
         "holdout_rows": len(holdout),
+        "new_rows": new_rows,
         "data_fingerprint": record["data_fingerprint"],
     }
     if promote:

@@ -22,6 +22,8 @@ import pandas as pd
 from inference.baseline import BASELINE_KEY, Baseline
 from inference.modelsettings import MODEL_NAME
 from inference.schema import FEATURES
+from training import floor
+from training.bootstrap import Difference
 from training.data import Dataset
 from training.paths import TrainingPaths
 from training.registry import Current, Registry
@@ -30,7 +32,15 @@ from training.report.evaluation import Segment
 from training.report.files import shown_path, without_paths
 from training.report.history import history_section
 from training.report.page import figure, render, table
-from training.report.sections import baseline_html, candidate_html, comparison_html, data_html, interval_html
+from training.report.sections import (
+    baseline_html,
+    candidate_html,
+    comparison_html,
+    data_html,
+    difference_html,
+    floor_html,
+    interval_html,
+)
 
 REPORT_FORMAT = 1
 
@@ -55,6 +65,10 @@ class RunFacts:
     """The gate's reason for the decision (training/gate.py), with both models' figures."""
     registry: Registry
     """Read for its history and its versions, before this run adds to them."""
+    new_rows: dict[str, Any] | None = None
+    """Rows imported since the current model saw the database (:func:`training.provenance.new_rows`)."""
+    difference: Difference | None = None
+    """The gate's paired bootstrap of the MAE difference (candidate - current); None without a current model."""
 
     @property
     def train_rows(self) -> int:
@@ -72,6 +86,12 @@ def run_page(facts: RunFacts) -> str:
     cand_err = candidate.errors(actual)
     curr_err = current.errors(actual) if current else None
     segments = evaluation.segments(facts.holdout, cand_err, curr_err)
+    spread = floor.cell_spread(facts.dataset.frame)  # every clean row's price says how wide its cell is
+    carat = facts.holdout["carat"].to_numpy(dtype=np.float64)
+    held_spread = spread.take(facts.dataset.holdout)
+    bands = {"candidate": floor.by_band(carat, cand_err, held_spread)}
+    if curr_err is not None:
+        bands["current"] = floor.by_band(carat, curr_err, held_spread)
     intervals = {"candidate": evaluation.interval(candidate, actual)}
     if current is not None:
         intervals[f"current v{current_version}"] = evaluation.interval(current, actual)
@@ -91,8 +111,10 @@ def run_page(facts: RunFacts) -> str:
         "candidate_mae": round(facts.candidate_mae, 4),
         "current_mae": None if facts.current_mae is None else round(facts.current_mae, 4),
         "current_version": current_version,
+        "mae_difference": None if facts.difference is None else facts.difference.record(),
         "data": _data_summary(facts),
         "segments": [s.__dict__ for s in segments],
+        "floor": {name: [b.__dict__ for b in found] for name, found in bands.items()},
     }
     if has_interval:
         summary["interval"] = {name: i.__dict__ for name, i in intervals.items() if i}
@@ -100,7 +122,6 @@ def run_page(facts: RunFacts) -> str:
     series = [plots.Series(cand_label, candidate.price, plots.CANDIDATE)]
     if current is not None and curr_label is not None:
         series.append(plots.Series(curr_label, current.price, plots.CURRENT))
-    carat = facts.holdout["carat"].to_numpy(dtype=np.float64)
     by_kind: dict[str, list[tuple[str, int, float, float | None]]] = {}
     for s in segments:
         by_kind.setdefault(s.kind, []).append((s.label, s.rows, s.candidate_mae, s.current_mae))
@@ -124,8 +145,10 @@ def run_page(facts: RunFacts) -> str:
             "Candidate against current",
             comparison_html(
                 len(facts.holdout), facts.candidate_mae, facts.current_mae, segments, cand_label, curr_label
-            ),
+            )
+            + difference_html(facts.difference),
         ),
+        ("floor", "Against the noise floor", floor_html(bands, cand_label, curr_label)),
     ]
     if has_interval:
         sections.append(("interval", "Interval", interval_html(intervals)))
@@ -237,4 +260,5 @@ def _data_summary(facts: RunFacts) -> dict[str, Any]:
         "train_rows": facts.train_rows,
         "holdout_rows": len(facts.holdout),
         "data_fingerprint": facts.record["data_fingerprint"],
+        "new_rows": facts.new_rows,
     }
