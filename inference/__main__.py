@@ -208,7 +208,7 @@ def prepare_metrics_dir() -> MetricsDir | None:
     if chosen:
         path = Path(chosen)
         path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
+        for stale in [*path.glob("*.db"), *path.glob("drift-*.bin")]:  # samples, and drift windows
             stale.unlink()
         return None
     created = MetricsDir(Path(tempfile.gettempdir()) / f"diamond-metrics-{os.getuid()}")

@@ -8,6 +8,7 @@ import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,13 +19,14 @@ from starlette.routing import BaseRoute, Route
 
 from inference.batching import RowBatcher
 from inference.config import Settings
-from inference.holder import ModelHolder
+from inference.drift import DriftMonitor, DriftSettings
+from inference.holder import LoadedModel, ModelHolder
 from inference.modelsettings import ModelFileError
 from inference.pages.calculator import PublishedModel, calculator_routes
 from inference.pages.docs import docs_routes
 from inference.rest.handlers import EXCEPTION_HANDLERS
 from inference.rest.limits import BodyLimits
-from inference.rest.metrics import Metrics, MetricsMiddleware
+from inference.rest.metrics import Metrics, MetricsMiddleware, multiprocess_dir
 from inference.rest.openapi import build_openapi
 from inference.rest.wire import json_response
 from inference.routes import OPERATIONS
@@ -55,7 +57,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return json_response(spec)
 
     routes.append(Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False))
-    metrics = Metrics()
+    drift = DriftMonitor(
+        DriftSettings(settings.drift_window_rows, settings.drift_window_seconds, settings.drift_min_rows),
+        None if multiprocess_dir() is None else Path(str(multiprocess_dir())),
+    )
+    metrics = Metrics([drift])
     routes.append(Route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False))
 
     @contextlib.asynccontextmanager
@@ -87,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
             metrics.close()
+            drift.close()
 
     app = Starlette(
         routes=routes,
@@ -103,14 +110,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+
+    def on_load(outcome: str, seconds: float, model: LoadedModel | None) -> None:
+        metrics.on_load(outcome, seconds, model)
+        drift.on_load(outcome, seconds, model)
+
     app.state.holder = ModelHolder(
         settings.model_settings,
         settings.model_registry,
-        on_load=metrics.on_load,
+        on_load=on_load,
+        on_priced=drift.observe,
         max_model_bytes=settings.max_model_bytes,
         load_timeout=settings.load_timeout,
         predict_timeout=settings.predict_timeout,
     )
+    app.state.drift = drift
     app.state.batcher = RowBatcher()
     app.state.published_model = PublishedModel()
     app.state.openapi = spec

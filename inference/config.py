@@ -26,6 +26,9 @@
 | CALCULATOR_DIR      | <repo>/examples/web                      | the /calculator page and its onnxruntime-web     |
 | LOG_LEVEL           | info                                     | logging level                                    |
 | ACCESS_LOG          | 0                                        | 1: uvicorn logs every request                    |
+| DRIFT_WINDOW_ROWS   | 10000                                    | rows in the input drift window; 0 turns it off   |
+| DRIFT_WINDOW_SECONDS| 3600                                     | the drift window's age at most                   |
+| DRIFT_MIN_ROWS      | 500                                      | rows the window needs before a PSI is reported   |
 """
 
 from __future__ import annotations
@@ -97,6 +100,9 @@ class Settings:
     calculator_dir: Path = PROJECT_ROOT / "examples" / "web"
     log_level: str = "info"
     access_log: bool = False
+    drift_window_rows: int = 10_000
+    drift_window_seconds: float = 3600.0
+    drift_min_rows: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -152,4 +158,7 @@ class Settings:
             calculator_dir=path("CALCULATOR_DIR", cls.calculator_dir),
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
             access_log=flag("ACCESS_LOG", cls.access_log),
+            drift_window_rows=integer("DRIFT_WINDOW_ROWS", cls.drift_window_rows, 0),
+            drift_window_seconds=seconds("DRIFT_WINDOW_SECONDS", cls.drift_window_seconds, 1, 7 * 86400),
+            drift_min_rows=integer("DRIFT_MIN_ROWS", cls.drift_min_rows, 1),
         )

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,6 +48,8 @@ SMALL_BATCH = 16
 Columns = Mapping[str, Sequence[Any] | np.ndarray]
 """One sequence of values per feature, as :func:`inference.onnx_io.make_feeds` takes them."""
 
+PricedListener = Callable[[Columns, np.ndarray], None]
+"""Told of every model call: the feature columns and the outputs (:mod:`inference.drift` counts them)."""
 FileIdentity = tuple[int, int, int, int] | None
 """(device, inode, size, mtime_ns) of the settings file; None when it is absent."""
 
@@ -72,6 +74,7 @@ class LoadedModel:
     """Seconds a model call in a worker thread may take (``PREDICT_TIMEOUT``)."""
     speed: Speed = field(default_factory=Speed, compare=False)
     """Set slow once a call on the event loop took too long: then every call goes to a thread."""
+    on_priced: PricedListener | None = None
 
     @property
     def version(self) -> int:
@@ -95,7 +98,10 @@ class LoadedModel:
         """The one way both APIs price rows: feature columns in, float64 ``[N, len(outputs)]`` out,
         the values of :attr:`outputs` in USD rounded to cents, from one onnxruntime call;
         :class:`UnpriceableRows` if any row has no price (it lies outside the feature schema)."""
-        return _cents(self._predict(columns))
+        values = self._predict(columns)
+        if self.on_priced is not None:
+            self.on_priced(columns, values)
+        return _cents(values)
 
     def price_list(self, columns: Columns) -> list[list[float]]:
         """:meth:`price` as one list per row, for the single-row path (:mod:`inference.batching`).
@@ -103,6 +109,8 @@ class LoadedModel:
         rounding as ``np.rint`` (tested equal): numpy's seven calls cost more than their arithmetic
         on a row or two."""
         values = self._predict(columns)
+        if self.on_priced is not None:
+            self.on_priced(columns, values)
         if len(values) > SMALL_BATCH:
             cents: list[list[float]] = _cents(values).tolist()
             return cents
@@ -165,6 +173,7 @@ class ModelHolder:
         max_model_bytes: int = MAX_MODEL_BYTES,
         load_timeout: float = 60.0,
         predict_timeout: float = 5.0,
+        on_priced: PricedListener | None = None,
     ) -> None:
         self.settings_path = settings_path
         self.registry = registry
@@ -179,6 +188,7 @@ class ModelHolder:
         self._swap_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._on_load = on_load
+        self._on_priced = on_priced
         self.last_error: str | None = None
 
     @property
@@ -223,7 +233,9 @@ class ModelHolder:
             self._report("failure", time.perf_counter() - started, None)
             raise
         seconds = time.perf_counter() - started
-        return LoadedModel(session, settings, identity, seconds, predict_timeout=self.predict_timeout)
+        return LoadedModel(
+            session, settings, identity, seconds, predict_timeout=self.predict_timeout, on_priced=self._on_priced
+        )
 
     def swap(self, model: LoadedModel) -> LoadedModel | None:
         """Make ``model`` current; returns the previous one (still usable by requests holding it)."""
@@ -303,15 +315,7 @@ class ModelHolder:
         current = self._current
         if current is not None and (current.version, current.sha256) == (settings.version, settings.sha256):
             # Same model (verified bytes): keep the warm session, remember this file state as handled.
-            kept = LoadedModel(
-                current.session,
-                current.settings,
-                identity,
-                current.load_seconds,
-                current.loaded_at,
-                current.predict_timeout,
-                current.speed,
-            )
+            kept = replace(current, identity=identity)
             with self._swap_lock:
                 self._current = kept
             self.last_error = None

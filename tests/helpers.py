@@ -317,6 +317,42 @@ def node() -> str:
     return exe
 
 
+def prometheus_tool(name: str) -> str:
+    """Debian's ``prometheus`` or ``promtool`` (scripts/install_prometheus.sh); skips without it
+    (fails under CI)."""
+    import pytest
+
+    exe = shutil.which(name, path="/usr/bin:" + os.environ.get("PATH", ""))
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing: CI must run scripts/install_prometheus.sh first")
+        pytest.skip(f"{name} is missing (scripts/install_prometheus.sh installs it)")
+    return exe
+
+
+def republish(p: Project, version: int, change: Callable[[dict[str, str]], None]) -> dict[str, object]:
+    """Publish v1 of ``p`` as ``version`` with its ``metadata_props`` changed by ``change`` (a dict it
+    edits in place); returns the pointer record naming it (sha256 included)."""
+    import hashlib
+
+    import onnx
+
+    model = onnx.load_model_from_string((p.registry / "diamond_price-v1.onnx").read_bytes())
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    change(props)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    blob = model.SerializeToString()
+    (p.registry / f"diamond_price-v{version}.onnx").write_bytes(blob)
+    record = json.loads(p.settings.read_text())
+    return {
+        **record,
+        "version": version,
+        "path": f"model_registry/diamond_price-v{version}.onnx",
+        "sha256": hashlib.sha256(blob).hexdigest(),
+    }
+
+
 # -- a model that passes the load checks but is slow, or never ends ------------------------------
 
 

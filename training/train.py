@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 from inference.modelsettings import MODEL_NAME, SETTINGS_FORMAT, ModelFileError
 from inference.modelsettings import report_path as promoted_report
 from inference.schema import FEATURES
-from training import data, export, gate, preflight, provenance, report
+from training import baseline, data, export, gate, preflight, provenance, report
 from training.paths import TrainingPaths
 from training.pipeline import build_pipeline, describe
 from training.progress import Progress
@@ -145,7 +145,8 @@ def _run(
     log.info("exporting the candidate to ONNX")
     progress.stage("export")
     try:
-        model = export.to_onnx(pipeline, version=version, metadata=record)
+        inputs = baseline.measure(train, baseline.unpriceable_share(dataset))
+        model = export.to_onnx(pipeline, version=version, metadata=record, baseline=inputs)
         blob = model.SerializeToString()
         progress.stage("parity")
         worst = export.check_parity(blob, pipeline, frame)

@@ -86,7 +86,17 @@ def test_a_promoted_run_writes_its_report_beside_the_model_and_the_history_names
     assert d["clean_rows"] == d["rows_read"] - sum(d["removed"].values())
     assert d["removed"]["duplicate of an earlier row"] > 0
     page = links(report)
-    assert page.sections == ["decision", "data", "comparison", "floor", "interval", "plots", "history", "candidate"]
+    assert page.sections == [
+        "decision",
+        "data",
+        "comparison",
+        "floor",
+        "interval",
+        "baseline",
+        "plots",
+        "history",
+        "candidate",
+    ]
 
 
 def test_segment_figures_are_both_models_errors_on_the_same_rows(upgraded: Run) -> None:

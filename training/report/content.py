@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pandas as pd
 
+from inference.baseline import BASELINE_KEY, Baseline
 from inference.modelsettings import MODEL_NAME
 from inference.schema import FEATURES
 from training import floor
@@ -31,6 +33,7 @@ from training.report.files import shown_path, without_paths
 from training.report.history import history_section
 from training.report.page import figure, render, table
 from training.report.sections import (
+    baseline_html,
     candidate_html,
     comparison_html,
     data_html,
@@ -149,6 +152,10 @@ def run_page(facts: RunFacts) -> str:
     ]
     if has_interval:
         sections.append(("interval", "Interval", interval_html(intervals)))
+    inputs = _baseline(facts.candidate)
+    if inputs is not None:
+        summary["input_baseline"] = inputs.shares()
+        sections.append(("baseline", "Input baseline", baseline_html(inputs.shares(), inputs.rows)))
     sections += [
         ("plots", "Plots", "".join(figure(p) for p in figures)),
         ("history", "Every version", history_html),
@@ -232,6 +239,15 @@ def _reason(facts: RunFacts, version: int, current_version: int | None, segments
     if facts.promoted:
         return f"{text} modelsettings.json now points at v{version}. {split}"
     return f"{text} v{current_version} keeps serving; only this report and a history line were written. {split}"
+
+
+def _baseline(blob: bytes) -> Baseline | None:
+    """The input baseline the model carries, if it carries a valid one."""
+    props = {p.key: p.value for p in onnx.load_model_from_string(blob).metadata_props}
+    try:
+        return Baseline.from_json(props[BASELINE_KEY])
+    except (KeyError, ValueError):
+        return None
 
 
 def _data_summary(facts: RunFacts) -> dict[str, Any]:

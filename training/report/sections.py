@@ -145,3 +145,17 @@ def candidate_html(record: dict[str, Any]) -> str:
         f"<p class=muted>Libraries: {escape(libraries)}</p>"
         f"<p class=muted>Protocol: {escape(str(record.get('mae_protocol', '')))}</p>"
     )
+
+
+def baseline_html(shares: dict[str, dict[str, float]], rows: int) -> str:
+    """The input baseline section: the share of the training rows in each bin of each feature, as the
+    model carries it for drift at serving (``docs/drift.md``)."""
+    tables = "".join(
+        table(["bin", "share"], [[escape(label), f"{100 * share:.1f}%"] for label, share in bins.items()], escape(name))
+        for name, bins in shares.items()
+    )
+    return (
+        f"<p>How the {rows:,} training rows are spread over each feature's bins; the model carries these "
+        "shares, and the service compares the rows it prices against them (population stability index). "
+        "<code>unpriceable</code> is the share of rows read that the feature schema refuses.</p>" + tables
+    )
