@@ -1,7 +1,7 @@
 """Input drift in process: the baseline a trained model carries (inference/baseline.py,
 training/baseline.py), the window and its PSI (inference/drift_window.py, inference/drift.py), the gauges and
 ``GET /models/{version}/drift``. Across real worker processes and a real Prometheus:
-tests/test_prometheus.py (slow)."""
+tests/deploy/test_prometheus.py (slow)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """deploy/prometheus/alerts.yml: promtool checks it and runs its unit tests (series that fire and
 series that stay quiet, alerts.test.yml); every metric it reads is one the service exposes, and its
-drift thresholds are the service's. Against a real Prometheus: tests/test_prometheus.py (slow)."""
+drift thresholds are the service's. Against a real Prometheus: tests/deploy/test_prometheus.py (slow)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from inference.app import create_app
 from inference.drift import ACT, WATCH
 from tests.helpers import GOOD, InProcessClient, Project, prometheus_tool, settings_for
 
-RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
 
 def promtool(*args: str, cwd: Path = RULES) -> subprocess.CompletedProcess[str]:

@@ -28,7 +28,7 @@ from tests.helpers import Project, env_for, prometheus_tool
 
 pytestmark = pytest.mark.slow
 
-RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yml"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 SHIFTED = {"carat": 3.0, "cut": "Fair", "color": "J", "clarity": "I1"}
 WINDOW_ROWS = 1500
 SINGLES = 40
