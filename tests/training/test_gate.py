@@ -43,6 +43,13 @@ def test_equal_mae_that_adds_capabilities_promotes_and_says_why() -> None:
     assert "onnxruntime >= 1.16" in decision.reason and "80.0%" in decision.reason
 
 
+def test_an_input_baseline_is_a_capability_at_the_same_mae() -> None:
+    decision = gate.decide(gate.Scores(300.0, None, holdout_rows=4000, baseline=True), PLAIN_V2)
+    assert decision.promote and "an input baseline for drift" in decision.reason
+    same = gate.Scores(300.0, None, holdout_rows=4000, version=2, baseline=True)
+    assert not gate.decide(gate.Scores(300.0, None, holdout_rows=4000, baseline=True), same).promote
+
+
 def test_a_capability_never_buys_a_higher_mae() -> None:
     worse = gate.Scores(300.01, "1.16", level=0.8, coverage=0.8, mean_width=1000.0, holdout_rows=4000)
     assert not gate.decide(worse, PLAIN_V2).promote
