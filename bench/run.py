@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -56,12 +57,49 @@ def batch(rows: int) -> dict[str, object]:
     }
 
 
-def lua_post(body: dict[str, object], path: Path) -> Path:
-    path.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = {json.dumps(json.dumps(body))}\n"
-    )
+def v2_json(rows: int) -> bytes:
+    """A V2 inference request for ``rows`` diamonds, its tensors in JSON."""
+    diamonds = batch(rows)["diamonds"]
+    assert isinstance(diamonds, list)
+    dtypes = {n: "FP32" if n == "carat" else "BYTES" for n in ONE}
+    inputs = [{"name": n, "shape": [rows, 1], "datatype": dtypes[n], "data": [d[n] for d in diamonds]} for n in ONE]
+    return json.dumps({"inputs": inputs}).encode()
+
+
+def v2_binary(rows: int) -> tuple[bytes, int]:
+    """A V2 request with binary tensor data (inputs and outputs), and the length of its JSON head."""
+    diamonds = batch(rows)["diamonds"]
+    assert isinstance(diamonds, list)
+    inputs, blobs = [], []
+    for n in ONE:
+        if n == "carat":
+            blob = struct.pack(f"<{rows}f", *(d[n] for d in diamonds))
+        else:
+            blob = b"".join(struct.pack("<I", len(d[n])) + d[n].encode() for d in diamonds)
+        dtype = "FP32" if n == "carat" else "BYTES"
+        inputs.append({"name": n, "shape": [rows, 1], "datatype": dtype, "parameters": {"binary_data_size": len(blob)}})
+        blobs.append(blob)
+    head = json.dumps({"inputs": inputs, "parameters": {"binary_data_output": True}}).encode()
+    return head + b"".join(blobs), len(head)
+
+
+def lua_bytes(data: bytes) -> str:
+    """``data`` as a Lua string literal (binary-safe: every other byte as a 3-digit escape)."""
+    safe = set(range(0x20, 0x7F)) - {ord('"'), ord("\\")}
+    return '"' + "".join(chr(b) if b in safe else f"\\{b:03d}" for b in data) + '"'
+
+
+def lua_request(body: bytes, path: Path, headers: dict[str, str] | None = None) -> Path:
+    """A wrk script that POSTs ``body`` with ``headers`` (JSON by default)."""
+    lines = ['wrk.method = "POST"']
+    for name, value in (headers or {"Content-Type": "application/json"}).items():
+        lines.append(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}")
+    path.write_text("\n".join([*lines, f"wrk.body = {lua_bytes(body)}", ""]))
     return path
+
+
+def lua_post(body: dict[str, object], path: Path) -> Path:
+    return lua_request(json.dumps(body).encode(), path)
 
 
 def to_ms(value: str) -> float:
