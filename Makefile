@@ -90,7 +90,7 @@ $(WEB): examples/web/package.json examples/web/package-lock.json
 	touch $@
 
 # The oldest onnxruntime the models support, in a virtual environment of its own, for
-# tests/test_portability.py.
+# tests/training/test_portability.py.
 $(ORT116_VENV)/.installed: requirements/ort-1.16.txt
 	test -x $(ORT116_VENV)/bin/python || $(PYTHON) -m venv $(ORT116_VENV)
 	$(ORT116_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements/ort-1.16.txt

@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def http_protocol() -> Any:
-    """httptools with bounded request heads (:mod:`inference.http_protocol`), else h11, whose
+    """httptools with bounded request heads (:mod:`inference.rest.protocol`), else h11, whose
     own incomplete-event limit bounds heads."""
     if importlib.util.find_spec("httptools"):
-        from inference.http_protocol import BoundedHttpToolsProtocol
+        from inference.rest.protocol import BoundedHttpToolsProtocol
 
         return BoundedHttpToolsProtocol
     return "h11"

@@ -14,19 +14,20 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from inference.batching import RowBatcher
-from inference.calculator import calculator_routes
 from inference.config import Settings
-from inference.docs import docs_routes
-from inference.errors import EXCEPTION_HANDLERS
-from inference.limits import BodyLimits
-from inference.metrics import Metrics, MetricsMiddleware
-from inference.model import ModelHolder
+from inference.holder import ModelHolder
 from inference.modelsettings import ModelFileError
-from inference.openapi import build_openapi
+from inference.pages.calculator import calculator_routes
+from inference.pages.docs import docs_routes
+from inference.rest.handlers import EXCEPTION_HANDLERS
+from inference.rest.limits import BodyLimits
+from inference.rest.metrics import Metrics, MetricsMiddleware
+from inference.rest.openapi import build_openapi
+from inference.rest.wire import json_response
 from inference.routes import OPERATIONS
 from inference.watcher import watch_settings
 
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     spec = build_openapi(OPERATIONS, title=TITLE, version=API_VERSION, description=DESCRIPTION)
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(spec)
+        return json_response(spec)
 
     routes.append(Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False))
     metrics = Metrics()
@@ -69,13 +70,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             holder.last_error = str(exc)
             log.error("no model loaded at start-up (%s); answering 503 until a valid model appears", exc)
         # Large bodies are validated in worker threads; a 1 ms GIL switch interval (Python's default
-        # is 5 ms) lets the event loop answer in between. Measured: /health/live p99 behind 6 clients
-        # sending invalid 1 MiB batches: 32 ms before, 20-29 ms over four runs after (tests/test_hostile.py).
+        # is 5 ms) lets the event loop answer in between (tests/rest/test_hostile.py holds the p99).
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
         # Start-up objects (modules, the session, the OpenAPI spec) live as long as the process: move
-        # them out of the collector's generations, so a full collection walks request garbage only.
-        # Measured (bench/run.py --baseline, without it vs with it): /diamond_price at 16 connections
-        # p99 47 ms vs 9 ms and 0.87x the req/s; 1,000-row batches p99 70 ms vs 20 ms, 0.76x.
+        # them out of the collector's generations, so a full collection walks request garbage only:
+        # it is most of the p99 at 16 connections (docs/benchmarks.md).
         gc.collect()
         gc.freeze()
         watcher = (

@@ -5,11 +5,7 @@ binding, dispatch, cold caches. :class:`RowBatcher` queues the rows of the
 ``/diamond_price`` requests that reach the model in the same event-loop turn and prices
 them with one call at the end of that turn: adaptive batching as in MLServer and Triton,
 but without a timer, so nothing waits for a batch to fill; a lone request pays one
-event-loop turn.
-
-Measured with ``bench/run.py --baseline`` against a checkout that prices each request alone
-(interleaved runs, one worker): 1.22x and 1.52x the requests/s at 16 connections in two runs,
-0.99x at one connection.
+event-loop turn. Its gain is in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -17,9 +13,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from inference.api_models import columns
 from inference.errors import UnpriceableRows
-from inference.model import LoadedModel
+from inference.holder import LoadedModel
+from inference.schema import columns
 
 
 class RowBatcher:

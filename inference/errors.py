@@ -1,18 +1,12 @@
-"""Domain errors carry their HTTP status; one set of handlers turns every error into JSON."""
+"""Domain errors carry their HTTP status; :mod:`inference.rest.handlers` turns each into JSON."""
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from pydantic_core import ErrorDetails
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-
-log = logging.getLogger(__name__)
 
 MAX_ERROR_BYTES = 8192
 """No error body is larger than this: messages and field paths are clipped, and the field list trimmed."""
@@ -95,6 +89,11 @@ def clip_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def quote(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, clipped: how a message shows a value the client sent."""
+    return clip_text(repr(value), limit)
+
+
 Location = tuple[int | str, ...]
 
 
@@ -138,40 +137,3 @@ def error_body(message: str, **extra: Any) -> dict[str, Any]:
         body["fields"] = fields
         body["error"] = clip_text(message, MAX_MESSAGE_CHARS // 2) + " (field list shortened)"
     return body
-
-
-async def service_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServiceError)
-    return JSONResponse(error_body(exc.message, **exc.extra), status_code=exc.status_code, headers=exc.headers)
-
-
-async def http_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    path = clip_text(request.url.path, 200)
-    if exc.status_code == 404:
-        message = f"no route {path}"
-    elif exc.status_code == 405:
-        message = f"method {clip_text(request.method, 20)} not allowed on {path}"
-    else:
-        message = str(exc.detail)
-    return JSONResponse(error_body(message), status_code=exc.status_code, headers=exc.headers)
-
-
-async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
-    """The client closed the connection mid-request: nothing to answer, nothing went wrong here.
-    The 499 only reaches the metrics (uvicorn drops a response to a closed connection)."""
-    log.debug("client went away during %s %s", request.method, clip_text(request.url.path, 200))
-    return Response(status_code=CLIENT_CLOSED)
-
-
-async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(error_body("internal error"), status_code=500)
-
-
-EXCEPTION_HANDLERS: dict[Any, Any] = {
-    ClientDisconnect: client_disconnect_handler,
-    ServiceError: service_error_handler,
-    HTTPException: http_error_handler,
-    Exception: unhandled_error_handler,
-}

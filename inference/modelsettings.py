@@ -9,12 +9,13 @@ file must match the recorded sha256 before anything runs it.
 from __future__ import annotations
 
 import hashlib
-import json
 import stat
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from inference import strict_json
 
 MODEL_NAME = "diamond_price"
 SETTINGS_FORMAT = 1
@@ -38,27 +39,11 @@ class ModelSettings(BaseModel):
     mae: float = Field(ge=0, allow_inf_nan=False)
 
 
-def strict_json_loads(raw: bytes | str) -> Any:
-    """JSON as RFC 8259 has it: ``NaN``, ``Infinity`` and ``-Infinity`` are errors (ValueError)."""
-
-    def refuse(token: str) -> Any:
-        raise ValueError(f"{token} is not valid JSON")
-
-    return json.loads(raw, parse_constant=refuse)
-
-
-def strict_json_dumps(value: Any, **kwargs: Any) -> str:
-    """``json.dumps`` that refuses NaN and infinities (ValueError) instead of writing non-JSON."""
-    return json.dumps(value, allow_nan=False, **kwargs)
-
-
 def read_settings(settings_path: Path) -> ModelSettings:
     """Parse and validate the settings file, or raise :class:`ModelFileError`."""
     raw = _read_regular(settings_path, "settings file", MAX_SETTINGS_BYTES)
     try:
-        data: Any = strict_json_loads(raw)
-    except RecursionError:
-        raise ModelFileError(f"settings file {settings_path} is not valid JSON: nested too deeply") from None
+        data: Any = strict_json.loads(raw)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity, an over-long integer
         raise ModelFileError(f"settings file {settings_path} is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
@@ -130,6 +115,8 @@ def _read_regular(path: Path, what: str, max_bytes: int | None) -> bytes:
 
 REPORT_SUFFIX = ".report.html"
 """Run reports: ``diamond_price-v{N}.report.html`` beside the model, ``reports/...`` for the others."""
+REPORT_ROUTE = "/models/{version}/report"
+"""Where the service publishes a version's report."""
 
 
 def report_name(version: int) -> str:
@@ -144,3 +131,11 @@ def report_path(registry: Path, version: int) -> Path:
     name is relative to the registry itself, hence the anchor inside it.
     """
     return resolve_model_path(registry / MODEL_NAME, registry, report_name(version))
+
+
+def report_exists(registry: Path, version: int) -> bool:
+    """Whether ``version`` has a report file inside the registry (blocking: a stat)."""
+    try:
+        return report_path(registry, version).is_file()
+    except ModelFileError:
+        return False

@@ -1,7 +1,7 @@
 """Every API route, declared once: path, method, handler and documentation together.
 
 The app mounts :data:`OPERATIONS` and generates ``/openapi.json`` from the same list
-(:mod:`inference.openapi`). Pages that are not API operations (the docs, the calculator,
+(:mod:`inference.rest.openapi`). Pages that are not API operations (the docs, the calculator,
 ``/metrics``) are mounted beside them and left out of the document.
 """
 
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from inference import api_models as m
-from inference import endpoints, reports
-from inference.openapi import Endpoint, Operation, Responses
-from inference.v2 import V2_OPERATIONS
+from inference.api import bodies as m
+from inference.api import endpoints
+from inference.pages import reports
+from inference.rest.openapi import Endpoint, Error, Operation, Responses
+from inference.v2.endpoints import V2_OPERATIONS
 
-_ERR = m.Error
+_ERR = Error
 
 _CLIENT_ERRORS: Responses = {
     400: ("Malformed JSON", _ERR),

@@ -8,6 +8,7 @@ else in the project spells out a feature name, a category or a range.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,3 +61,12 @@ FEATURES = FeatureSchema(
     categorical={"cut": CUTS, "color": COLORS, "clarity": CLARITIES},
 )
 """The project's feature schema."""
+
+
+MAX_BATCH = 10_000
+"""The most rows one request may price, on every API."""
+
+
+def columns(diamonds: Sequence[Any]) -> dict[str, list[Any]]:
+    """Validated diamonds as one column per feature, as :meth:`LoadedModel.price` takes them."""
+    return {name: [getattr(d, name) for d in diamonds] for name in FEATURES.names}

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from inference.batching import RowBatcher
 from inference.config import Settings
 from inference.errors import ModelUnavailable
-from inference.model import LoadedModel, ModelHolder
+from inference.holder import LoadedModel, ModelHolder
 
 
 def settings_of(request: Request) -> Settings:

@@ -14,7 +14,7 @@ import logging
 
 import anyio.to_thread
 
-from inference.model import ModelHolder, file_identity
+from inference.holder import ModelHolder, file_identity
 from inference.modelsettings import ModelFileError
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A Docker engine of CI's own, for the container test (tests/test_container_engine.py).
+# A Docker engine of CI's own, for the container test (tests/deploy/test_container_engine.py).
 #
 #   bash scripts/ci_docker.sh start    # install docker.io + Compose v2 if missing, start dockerd
 #   bash scripts/ci_docker.sh bases    # the Dockerfiles' base images: pull, else build stand-ins

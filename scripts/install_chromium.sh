@@ -1,5 +1,5 @@
 #!/bin/sh
-# Debian's chromium for the browser test of /docs and /redoc (tests/test_docs_browser.py).
+# Debian's chromium for the browser test of /docs and /redoc (tests/pages/test_docs_browser.py).
 # CI runs this before the tests; with CI set, that test fails rather than skips without it.
 # Idempotent: does nothing when /usr/bin/chromium is already there. Needs root (apt-get).
 set -eu

@@ -1,6 +1,6 @@
 """Unit tests of small modules the end-to-end tests only cross: the lookup's binary-search
 trees, V2 binary decoding and encoding, the settings watcher and the service's configuration.
-(Path resolution: tests/test_paths.py; metrics: tests/test_metrics.py.)"""
+(Path resolution: tests/test_paths.py; metrics: tests/rest/test_metrics.py.)"""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import pytest
 
 from inference.config import ConfigError, Settings
 from inference.errors import BadRequest
-from inference.model import ModelHolder
-from inference.v2_binary import HEADER_LENGTH, decode_bytes, decode_fp32, encode_response, strict_json
+from inference.holder import ModelHolder
+from inference.rest.wire import strict_loads
+from inference.v2.binary import HEADER_LENGTH, decode_bytes, decode_fp32, encode_response
 from inference.watcher import watch_settings
 from tests.helpers import Project, add_version, write_atomically
 from training.onnx_lookup import binner_attributes
@@ -107,7 +108,7 @@ def test_a_binary_response_is_the_compact_json_then_each_blob_in_order() -> None
 @pytest.mark.parametrize("raw", [b'{"a": NaN}', b'{"a": Infinity}', b"\xff", b"[" * 100_000])
 def test_strict_json_refuses_what_json_does_not_allow(raw: bytes) -> None:
     with pytest.raises(BadRequest, match="malformed JSON"):
-        strict_json(raw)
+        strict_loads(raw)
 
 
 def test_an_empty_environment_gives_the_documented_defaults() -> None:

@@ -37,7 +37,7 @@ OPSET = 17
 ML_OPSET = 3
 MIN_ONNXRUNTIME = "1.16"
 """The oldest onnxruntime that runs the exported graph (``ai.onnx.ml`` 3, default opset 17),
-tested in ``tests/test_portability.py``."""
+tested in ``tests/training/test_portability.py``."""
 PARITY_TOLERANCE = 0.01
 """Largest allowed |onnxruntime - scikit-learn| on any row, in dollars."""
 INVALID_ROWS_RULE = (

@@ -34,15 +34,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from inference.modelsettings import (
-    MODEL_NAME,
-    ModelFileError,
-    ModelSettings,
-    read_settings,
-    read_verified_model,
-    strict_json_dumps,
-    strict_json_loads,
-)
+from inference import strict_json
+from inference.modelsettings import MODEL_NAME, ModelFileError, ModelSettings, read_settings, read_verified_model
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +126,7 @@ class Registry:
         lines = []
         for line in path.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError, RecursionError):  # a torn or non-strict line is skipped
-                lines.append(strict_json_loads(line))
+                lines.append(strict_json.loads(line))
         return lines
 
     # -- writing ---------------------------------------------------------------
@@ -173,7 +166,7 @@ class Registry:
         one holding NaN or Infinity, which strict JSON has no spelling for."""
         try:
             ModelSettings.model_validate(record)
-            text = strict_json_dumps(record, indent=2)
+            text = strict_json.dumps(record, indent=2)
         except (ValidationError, ValueError) as exc:
             raise ModelFileError(f"refusing to write an invalid settings record: {str(exc)[:300]}") from None
         atomic_write(self.settings_path, (text + "\n").encode())
@@ -182,7 +175,7 @@ class Registry:
         """Append ``record`` to ``history.jsonl`` as one strict JSON line, fsynced."""
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            line = (strict_json_dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode()
+            line = (strict_json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode()
         except ValueError as exc:
             raise ModelFileError(f"refusing to write a non-JSON history record: {exc}") from None
         fd = os.open(self.directory / "history.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.api_models import MAX_BATCH
 from inference.modelsettings import MODEL_NAME, ModelFileError
 from inference.onnx_io import check_inputs, open_session
+from inference.schema import MAX_BATCH
 from training.registry import Registry, atomic_write
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ TRITON_TYPES = {
     "tensor(bool)": "TYPE_BOOL",
 }
 MAX_QUEUE_DELAY_US = 100
-"""How long Triton's dynamic batcher may hold a request to batch it with others: one row
-costs about 16 µs, so a short wait buys large batches without adding visible latency."""
+"""How long Triton's dynamic batcher may hold a request to batch it with others: far less than a
+request's own latency, and enough to gather the requests that arrive together."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The JSON API: its bodies, their validation and its endpoints."""

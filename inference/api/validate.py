@@ -1,0 +1,134 @@
+"""Reading request bodies for both APIs, and validating the JSON API's into pydantic models.
+
+:func:`read_body` is the one place that checks ``Content-Type`` and undoes ``Content-Encoding``
+(the V2 API calls it too). :func:`validate` turns a body into a model, with errors that name each
+field (:func:`inference.errors.problem_list`).
+
+Error bodies stay small however bad the input: a 422 lists the first ``MAX_ERROR_FIELDS``
+problems and counts the rest. A body holding more JSON values than any valid request could is
+refused, by counting its structural bytes, before it is parsed. A batch up to
+:data:`ONE_PASS_BYTES` gets one pass of pydantic's JSON validator that stops at the first
+invalid row, so it holds the interpreter for a few milliseconds at most. Larger bodies, and
+invalid ones, are validated in slices short enough that the event loop gets the interpreter
+back between them, so a flood of invalid 1 MiB batches cannot stall ``/health/live``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, TypeVar, cast
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.requests import Request
+
+from inference.api.bodies import Diamond, DiamondBatch
+from inference.errors import BadRequest, Location, field_path, invalid, problem_list
+from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
+from inference.rest.wire import strict_loads, structural_bytes
+from inference.schema import FEATURES, MAX_BATCH
+from inference.serving import settings_of
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+ONE_PASS_BYTES = 128 * 1024
+"""Batches up to this size (about 2,000 diamonds) are first validated in one pass that stops at the
+first invalid row: a few milliseconds of the interpreter at most, and cheaper than slicing."""
+SLICE_ROWS = 256
+"""Batch rows validated per call in the careful pass: well under a millisecond each, even when all are invalid."""
+ROW_TOKENS = 2 * len(FEATURES.names) + 2
+"""Upper bound of ``{``, ``[``, ``:`` and ``,`` bytes one valid diamond adds to a body (no allowed
+value contains any of them)."""
+_ROWS = TypeAdapter(list[Diamond])  # type: ignore[valid-type]
+
+
+def validate(model: type[M], body: bytes, limit: int) -> M:
+    """``body`` as ``model``: 400 for malformed JSON, 422 listing up to ``limit`` invalid fields.
+    Run it in a thread for bodies over :data:`INLINE_BODY_BYTES`."""
+    if len(body) <= INLINE_BODY_BYTES:
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            if errors[0]["type"] == "json_invalid":  # then it is the only error
+                raise BadRequest(f"malformed JSON: {errors[0]['msg']}") from None
+            raise invalid(problem_list(errors[:limit]), exc.error_count()) from None
+    _check_size(model, body)
+    if model is DiamondBatch and len(body) <= ONE_PASS_BYTES:
+        with contextlib.suppress(ValidationError):  # any problem: the careful pass names them all
+            return cast(M, DiamondBatch.model_construct(diamonds=_ONE_PASS.validate_json(body).diamonds))
+    return _validate_carefully(model, body, limit)
+
+
+def _check_size(model: type[BaseModel], body: bytes) -> None:
+    """422 for a body with more JSON values than any valid ``model`` holds, found by counting bytes
+    (a megabyte of ``[]`` costs the parser far more than the count)."""
+    rows_allowed = MAX_BATCH if model is DiamondBatch else 1
+    if structural_bytes(body) > ROW_TOKENS * rows_allowed + 16:
+        where = "diamonds" if model is DiamondBatch else "(body)"
+        what = f"at most {MAX_BATCH} diamonds" if model is DiamondBatch else "one diamond"
+        raise invalid([{"field": where, "problem": f"the body holds more JSON values than {what} can"}], 1)
+
+
+class _FailFastBatch(DiamondBatch):
+    """The batch, validated until its first invalid row."""
+
+    diamonds: list[Diamond] = Field(min_length=1, max_length=MAX_BATCH, fail_fast=True)  # type: ignore[valid-type]
+
+
+_ONE_PASS = TypeAdapter(_FailFastBatch)
+
+
+def _validate_carefully(model: type[M], body: bytes, limit: int) -> M:
+    """:func:`validate` for large bodies: parsed strictly, then validated in slices."""
+    data = strict_loads(body, constants=True)
+    problems: list[dict[str, str]] = []
+    total = 0
+    if isinstance(data, dict):  # unknown keys are listed here, so a huge object costs no more
+        unknown = [k for k in data if k not in model.model_fields]
+        total += len(unknown)
+        problems += [{"field": field_path([k]), "problem": "unknown field"} for k in unknown[:limit]]
+        data = {k: v for k, v in data.items() if k in model.model_fields}
+        if model is DiamondBatch and isinstance(data.get("diamonds"), list):
+            return _validate_rows(model, data["diamonds"], problems, total, limit)
+    try:
+        validated = model.model_validate(data)
+    except ValidationError as exc:
+        total += exc.error_count()
+        problems += problem_list(exc.errors(include_url=False)[: max(limit - len(problems), 0)])
+    if total:
+        raise invalid(problems[:limit], total)
+    return validated
+
+
+def _validate_rows(model: type[M], rows: list[Any], problems: list[dict[str, str]], total: int, limit: int) -> M:
+    """A batch's rows, slice by slice; stops listing problems at ``limit`` but counts them all."""
+    if not rows or len(rows) > MAX_BATCH:
+        total += 1
+        problems.append({"field": "diamonds", "problem": f"must hold 1 to {MAX_BATCH} diamonds, got {len(rows)}"})
+        raise invalid(problems[:limit], total)
+    valid: list[Any] = []
+    for start in range(0, len(rows), SLICE_ROWS):
+        try:
+            valid += _ROWS.validate_python(rows[start : start + SLICE_ROWS])
+        except ValidationError as exc:
+            total += exc.error_count()
+            if len(problems) < limit:
+
+                def locate(loc: Location, start: int = start) -> str:
+                    return field_path(["diamonds", int(loc[0]) + start, *loc[1:]])
+
+                problems += problem_list(exc.errors(include_url=False)[: limit - len(problems)], locate)
+    if total:
+        raise invalid(problems[:limit], total)
+    return model.model_construct(diamonds=valid)
+
+
+async def parse_json(request: Request, model: type[M]) -> M:
+    """The JSON body as ``model`` (see :func:`read_body` and :func:`validate`), validated on the
+    event loop when small, else off it."""
+    body = await read_body(request)
+    limit: int = settings_of(request).max_error_fields
+    if len(body) <= INLINE_BODY_BYTES:
+        return validate(model, body, limit)
+    return await off_loop(request, validate, model, body, limit)

@@ -1,0 +1,1 @@
+"""Pages beside the APIs: the offline docs, the price calculator and run reports."""

@@ -1,0 +1,105 @@
+"""The price calculator at ``/calculator``: the browser prices diamonds itself, with onnxruntime-web.
+
+The page is ``examples/web/`` (``CALCULATOR_DIR``), the same files that work from any static
+server at the repository root. It reads ``../../modelsettings.json`` relative to itself, then the
+``.onnx`` that file names, checks its sha256, and takes the category lists from the model's
+``metadata_props``. So that one page works both ways, this service answers those URLs like the
+repository does: ``GET /modelsettings.json`` is the settings of the model being served, and
+``GET /model_registry/<file>`` is that model's file (and no other), re-checked against its sha256.
+
+onnxruntime-web comes from the npm registry at build time (``make web``: ``npm ci --prefix
+examples/web``, pinned by ``examples/web/package-lock.json``) and is never committed. Only the three
+files the page loads are reachable, all from this origin; until they are installed, the page
+answers 503 with the command to run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from inference.errors import ModelUnavailable, NotFound, NotInstalled
+from inference.modelsettings import ModelFileError, resolve_model_path
+from inference.pages.docs import AllowListedFiles
+from inference.rest.wire import json_response
+from inference.serving import holder_of, serving_model
+
+PAGE = "index.html"
+OWN_FILES = ("calculator.js", "calculator.css")
+ORT_WEB_DIR = Path("node_modules", "onnxruntime-web", "dist")
+ORT_WEB_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+"""onnxruntime-web's wasm-only ES module, and the emscripten module and binary it loads."""
+INSTALL_HINT = "run `make web` (npm ci --prefix examples/web --ignore-scripts --no-audit --no-fund)"
+
+# Nothing but this origin. 'wasm-unsafe-eval' lets the page compile onnxruntime's WebAssembly, and
+# nothing else: no eval, no inline script or style. The page carries the same policy in a <meta>
+# tag (without frame-ancestors, which a <meta> cannot set), so it holds from a static server too.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'self'"
+)
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+def _page(web_dir: Path) -> Route:
+    needs = (Path(PAGE), *(Path(name) for name in OWN_FILES), *(ORT_WEB_DIR / name for name in ORT_WEB_FILES))
+
+    async def endpoint(request: Request) -> Response:
+        for relative in needs:
+            if not await anyio.Path(web_dir / relative).is_file():
+                where = f"examples/web/{relative.as_posix()}"
+                raise NotInstalled(f"the calculator is not installed: {where} is missing; {INSTALL_HINT}")
+        headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, **NO_CACHE}
+        return FileResponse(web_dir / PAGE, media_type="text/html", headers=headers)
+
+    return Route("/", endpoint, methods=["GET"], include_in_schema=False)
+
+
+async def model_settings(request: Request) -> Response:
+    """The settings of the model being served: what ``modelsettings.json`` said when it was loaded."""
+    model = serving_model(request)
+    return json_response(model.settings.model_dump(mode="json"), headers=NO_CACHE)
+
+
+async def model_file(request: Request) -> Response:
+    """The served model's ``.onnx`` file, checked against its sha256; 404 for any other name."""
+    holder = holder_of(request)
+    model = serving_model(request)
+    if f"model_registry/{request.path_params['name']}" != model.settings.path:
+        raise NotFound("not found: only the model being served is published")
+    try:
+        path = resolve_model_path(holder.settings_path, holder.registry, model.settings.path)
+        blob = await anyio.Path(path).read_bytes()
+    except (ModelFileError, OSError):
+        raise ModelUnavailable("the model file being served cannot be read") from None
+    if hashlib.sha256(blob).hexdigest() != model.sha256:
+        raise ModelUnavailable("the model file changed on disk; the new model is not loaded yet")
+    return Response(blob, media_type="application/octet-stream", headers=NO_CACHE)
+
+
+def calculator_routes(web_dir: Path) -> list[BaseRoute]:
+    """``/calculator`` (a redirect to ``/calculator/``: the page's URLs are relative to it), its files,
+    and the current model at the repository's own paths; none is in the schema."""
+
+    async def to_page(request: Request) -> Response:
+        return RedirectResponse("/calculator/", status_code=308)
+
+    return [
+        Route("/calculator", to_page, methods=["GET"], include_in_schema=False),
+        Route("/modelsettings.json", model_settings, methods=["GET"], include_in_schema=False),
+        Route("/model_registry/{name}", model_file, methods=["GET"], include_in_schema=False),
+        Mount(
+            "/calculator",
+            routes=[
+                _page(web_dir),
+                Mount(f"/{ORT_WEB_DIR.as_posix()}", app=AllowListedFiles(web_dir / ORT_WEB_DIR, ORT_WEB_FILES)),
+                Mount("/", app=AllowListedFiles(web_dir, OWN_FILES)),
+            ],
+        ),
+    ]

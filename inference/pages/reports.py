@@ -1,0 +1,78 @@
+"""Run reports, read-only: ``GET /models/{version}/report`` serves a promoted version's HTML report.
+
+Training writes ``diamond_price-v{N}.report.html`` beside ``diamond_price-v{N}.onnx`` when it
+promotes version N (see ``training/report``); :func:`inference.modelsettings.report_path` owns that
+name, so both sides agree on it. The file is found exactly as a model file is: it must resolve
+inside the registry, through no symlink that leads out. The page is served with a policy that allows
+no script and no request at all: the report inlines its styles and its plots (``data:`` images).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from inference.errors import NotFound
+from inference.modelsettings import REPORT_ROUTE, ModelFileError, report_name, report_path
+from inference.rest.openapi import Error, Operation
+from inference.serving import settings_of
+
+MAX_VERSION_DIGITS = 9
+# Stricter than the docs pages' policy: a report needs inline styles and data: images, nothing else.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'self'"
+)
+
+
+def parse_version(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > MAX_VERSION_DIGITS or int(raw) < 1:
+        raise NotFound(f"version: {raw[:40]!r} is not a model version (a whole number from 1)")
+    return int(raw)
+
+
+async def model_report(request: Request) -> Response:
+    version = parse_version(request.path_params["version"])
+    registry: Path = settings_of(request).model_registry
+    try:
+        path = report_path(registry, version)
+    except ModelFileError:  # it would resolve outside the registry: as good as absent
+        raise NotFound(f"version {version} has no report in the registry") from None
+    try:
+        body = await anyio.Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise NotFound(f"version {version} has no report ({report_name(version)} is not in the registry)") from None
+    except OSError as exc:
+        raise NotFound(f"version {version}'s report cannot be read: {exc.strerror}") from None
+    headers = {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "Cache-Control": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+
+
+OPERATION = Operation(
+    REPORT_ROUTE,
+    "get",
+    model_report,
+    "The HTML report of the training run that promoted a version",
+    "models",
+    {200: ("The report, a self-contained HTML page", None), 404: ("No such version, or it has no report", Error)},
+    description="What the run read and cleaned, the candidate against the model it replaced on the same held-out "
+    "rows (MAE overall and by cut, color, clarity and carat band), plots, and the gate's decision. The page makes "
+    "no request of its own.",
+    parameters=[
+        {
+            "name": "version",
+            "in": "path",
+            "required": True,
+            "description": "A model version, as `/` and `python -m training versions` list them.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    ],
+    response_content={200: {"text/html": {"schema": {"type": "string"}}}},
+)

@@ -1,0 +1,44 @@
+"""The wire format both APIs share: strict JSON in, a structural count before parsing, JSON out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic_core import PydanticSerializationError, to_json
+from starlette.responses import Response
+
+from inference import strict_json
+from inference.errors import BadRequest, clip_text
+
+JSON = "application/json"
+
+
+def structural_bytes(raw: bytes) -> int:
+    """The ``{``, ``[``, ``:`` and ``,`` bytes of a JSON body: an upper bound of the values it can
+    hold, counted before parsing (a megabyte of ``[]`` costs the parser far more than the count)."""
+    return raw.count(b"{") + raw.count(b"[") + raw.count(b":") + raw.count(b",")
+
+
+def strict_loads(raw: bytes, *, constants: bool = False) -> Any:
+    """A request's JSON: UTF-8, any failure a 400. ``NaN`` and ``Infinity`` are refused unless
+    ``constants`` (see :func:`inference.strict_json.loads`)."""
+    try:
+        return strict_json.loads(raw.decode("utf-8"), constants=constants)
+    except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
+        raise BadRequest(f"malformed JSON: {clip_text(str(exc), 200)}") from None
+
+
+def dump(body: Any) -> bytes:
+    """``body`` as compact JSON. Text that is not valid Unicode (a lone surrogate a client sent,
+    echoed in an error) is written as its JSON escape instead of failing."""
+    try:
+        return to_json(body)
+    except PydanticSerializationError:
+        return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def json_response(body: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """The one way every route writes JSON."""
+    return Response(dump(body), status_code=status_code, headers=headers, media_type=JSON)

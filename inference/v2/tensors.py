@@ -1,0 +1,189 @@
+"""V2 request tensors: inputs to feature columns, checked against the feature schema like the
+JSON API, and whether the output goes back as binary data.
+
+Numeric features are FP32 tensors and categorical ones BYTES (UTF-8 strings), each of shape
+``[N]`` or ``[N, 1]`` with the same N, at most :data:`~inference.api.bodies.MAX_BATCH` rows.
+Values come from JSON ``data`` (flat, or nested as the shape) or from the binary tensor data
+after the JSON. A numeric value must be finite and inside its range once it is FP32, exactly
+the value the model sees; a category must be one the schema allows. Every problem is a 400
+that names the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from inference.errors import BadRequest, quote
+from inference.onnx_io import OUTPUT
+from inference.schema import MAX_BATCH, FeatureSchema
+from inference.v2.binary import HEADER_LENGTH, decode_bytes, decode_fp32
+from inference.v2.bodies import InferenceRequest, Parameters, RequestInput, TensorMetadata
+
+NUMERIC = "FP32"
+CATEGORICAL = "BYTES"
+SHOWN = 5
+"""Offending rows quoted in an error message."""
+
+Column = np.ndarray | list[str]
+
+
+def tensor_metadata(
+    schema: FeatureSchema, outputs: Sequence[str] = (OUTPUT,)
+) -> tuple[list[TensorMetadata], list[TensorMetadata]]:
+    """The model's inputs and outputs as V2 tensor metadata; -1 is the batch dimension."""
+    inputs = [
+        TensorMetadata(name=n, datatype=NUMERIC if n in schema.numeric else CATEGORICAL, shape=[-1, 1])
+        for n in schema.names
+    ]
+    return inputs, [TensorMetadata(name=n, datatype=NUMERIC, shape=[-1, 1]) for n in outputs]
+
+
+def decode_inputs(inputs: Sequence[RequestInput], binary: memoryview, schema: FeatureSchema) -> dict[str, Column]:
+    """One validated column per feature, from the request's input tensors and binary data."""
+    expected = ", ".join(schema.names)
+    seen: set[str] = set()
+    for inp in inputs:
+        if inp.name not in schema.names:
+            raise BadRequest(f"unknown input {quote(inp.name)}: the model takes {expected}")
+        if inp.name in seen:
+            raise BadRequest(f"input {inp.name!r} is given twice")
+        seen.add(inp.name)
+        datatype = NUMERIC if inp.name in schema.numeric else CATEGORICAL
+        if inp.datatype != datatype:
+            raise BadRequest(f"input {inp.name!r}: datatype must be {datatype}, got {quote(inp.datatype)}")
+    missing = [n for n in schema.names if n not in seen]
+    if missing:
+        raise BadRequest(f"missing input(s) {', '.join(missing)}: the model takes {expected}")
+    rows = {inp.name: _rows(inp) for inp in inputs}
+    if len(set(rows.values())) > 1:
+        counts = ", ".join(f"{n} {r}" for n, r in rows.items())
+        raise BadRequest(f"inputs disagree on the number of rows: {counts}")
+    columns: dict[str, Column] = {}
+    offset = 0
+    for inp in inputs:
+        where = f"input {inp.name!r}"
+        n = rows[inp.name]
+        numeric = inp.name in schema.numeric
+        size = (inp.parameters or {}).get("binary_data_size")
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise BadRequest(f"{where}: binary_data_size must be a byte count, got {quote(size)}")
+            if inp.data is not None:
+                raise BadRequest(f"{where}: has both data and binary_data_size; give one")
+            if size > len(binary) - offset:
+                raise BadRequest(
+                    f"{where}: binary_data_size is {size} but only {len(binary) - offset} byte(s) of binary data "
+                    f"remain after the JSON ({HEADER_LENGTH} says where the JSON ends)"
+                )
+            chunk = binary[offset : offset + size]
+            offset += size
+            columns[inp.name] = decode_fp32(chunk, n, where) if numeric else decode_bytes(chunk, n, where)
+            shown: np.ndarray | None = None
+        elif inp.data is None:
+            raise BadRequest(f"{where}: has no data: give data, or binary_data_size and the binary tensor data")
+        else:
+            flat = _flatten(inp.data, inp.shape, n, where)
+            columns[inp.name], shown = _fp32(flat, where) if numeric else (_strings(flat, where), None)
+        if numeric:
+            _check_range(columns[inp.name], shown, schema.numeric[inp.name], where)
+        else:
+            _check_categories(columns[inp.name], schema.categorical[inp.name], where)
+    if offset != len(binary):
+        raise BadRequest(f"{len(binary) - offset} byte(s) of binary data follow the JSON but no input claims them")
+    return columns
+
+
+def _flag(parameters: Parameters | None, key: str, default: bool, where: str = "") -> bool:
+    value = (parameters or {}).get(key, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{where}parameter {key!r} must be true or false, got {quote(value)}")
+    return value
+
+
+def requested_outputs(req: InferenceRequest, available: Sequence[str]) -> list[tuple[str, bool]]:
+    """``(output, as binary)`` for each output to return, as the protocol specifies: the
+    request's ``outputs`` in their order, or every output of the model when it names none.
+    Each output's own ``binary_data`` wins over the request's ``binary_data_output``."""
+    default = _flag(req.parameters, "binary_data_output", False)
+    if not req.outputs:
+        return [(name, default) for name in available]
+    chosen: list[tuple[str, bool]] = []
+    for out in req.outputs:
+        if out.name not in available:
+            raise BadRequest(f"unknown output {quote(out.name)}: the model's outputs are {', '.join(available)}")
+        if any(out.name == name for name, _ in chosen):
+            raise BadRequest(f"output {quote(out.name)} is requested twice")
+        unsupported = sorted(k for k in out.parameters or {} if k == "classification" or k.startswith("shared_memory"))
+        if unsupported:
+            raise BadRequest(
+                f"output {quote(out.name)}: parameter {quote(unsupported[0])} is not supported by this server"
+            )
+        chosen.append((out.name, _flag(out.parameters, "binary_data", default, f"output {quote(out.name)}: ")))
+    return chosen
+
+
+def _rows(inp: RequestInput) -> int:
+    where = f"input {inp.name!r}"
+    shape = inp.shape
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise BadRequest(f"{where}: shape {shape} must be [N] or [N, 1]")
+    if shape[0] < 1:
+        raise BadRequest(f"{where}: shape {shape} has no rows")
+    if shape[0] > MAX_BATCH:
+        raise BadRequest(f"{where}: {shape[0]} rows is more than the {MAX_BATCH} one request may price")
+    return shape[0]
+
+
+def _flatten(data: list[Any], shape: list[int], rows: int, where: str) -> list[Any]:
+    if len(shape) == 2 and data and all(isinstance(x, list) for x in data):
+        if any(len(x) != 1 for x in data):
+            raise BadRequest(f"{where}: nested data must hold one value per row for shape {shape}")
+        data = [x[0] for x in data]
+    if len(data) != rows:
+        raise BadRequest(f"{where}: data has {len(data)} value(s) but shape {shape} needs {rows}")
+    return data
+
+
+def _fp32(flat: list[Any], where: str) -> tuple[np.ndarray, np.ndarray]:
+    for i, x in enumerate(flat):
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise BadRequest(f"{where}: row {i} is {quote(x)}, not a number (datatype {NUMERIC})")
+    try:
+        wide = np.array(flat, dtype=np.float64)
+    except OverflowError:
+        raise BadRequest(f"{where}: a value is too large for {NUMERIC}") from None
+    with np.errstate(over="ignore"):
+        return wide.astype(np.float32), wide
+
+
+def _strings(flat: list[Any], where: str) -> list[str]:
+    for i, x in enumerate(flat):
+        if not isinstance(x, str):
+            raise BadRequest(f"{where}: row {i} is {quote(x)}, not a string (datatype {CATEGORICAL})")
+    return flat
+
+
+def _check_range(values: Column, shown: np.ndarray | None, bounds: tuple[float, float], where: str) -> None:
+    assert isinstance(values, np.ndarray)
+    lo, hi = bounds
+    ok = (values >= np.float32(lo)) & (values <= np.float32(hi))  # NaN fails both
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        source = values if shown is None else shown
+        rows = ", ".join(f"row {i} is {source[i]}" for i in bad[:SHOWN])
+        raise BadRequest(f"{where}: must be a finite number from {lo} to {hi}; {rows}{_more(bad.size)}")
+
+
+def _check_categories(values: Column, allowed: tuple[str, ...], where: str) -> None:
+    known = set(allowed)
+    bad = [i for i, x in enumerate(values) if x not in known]
+    if bad:
+        rows = ", ".join(f"row {i} is {quote(values[i])}" for i in bad[:SHOWN])
+        raise BadRequest(f"{where}: must be one of {', '.join(allowed)}; {rows}{_more(len(bad))}")
+
+
+def _more(count: int) -> str:
+    return f" (and {count - SHOWN} more)" if count > SHOWN else ""
