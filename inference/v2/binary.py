@@ -9,8 +9,10 @@ Every malformed body is a :class:`~inference.errors.BadRequest` (or 413/415), ne
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -46,8 +48,15 @@ def decode_fp32(buf: memoryview, rows: int, where: str) -> np.ndarray:
     return np.frombuffer(buf, dtype="<f4").astype(np.float32)
 
 
-def decode_bytes(buf: memoryview, rows: int, where: str) -> list[str]:
-    """``rows`` length-prefixed BYTES elements, each decoded as UTF-8."""
+def decode_bytes(buf: memoryview, rows: int, where: str, known: Sequence[str] = ()) -> list[str]:
+    """``rows`` length-prefixed BYTES elements, each decoded as UTF-8. When every element is one
+    of the ``known`` strings (a feature's categories) they are split and looked up as bytes, with
+    no decoding per element; anything else takes the element-by-element path, which names the
+    first problem."""
+    if known:
+        fast = _known_elements(bytes(buf), tuple(known), rows)
+        if fast is not None:
+            return fast
     values: list[str] = []
     offset, end = 0, len(buf)
     while offset < end:
@@ -68,6 +77,27 @@ def decode_bytes(buf: memoryview, rows: int, where: str) -> list[str]:
         held = f"more than {rows}" if len(values) > rows else str(len(values))
         raise BadRequest(f"{where}: binary data holds {held} BYTES element(s), its shape says {rows}")
     return values
+
+
+@functools.cache
+def _element_pattern(known: tuple[str, ...]) -> tuple[re.Pattern[bytes], dict[bytes, str]]:
+    """A regex matching any one of ``known`` as a BYTES element (length prefix and bytes), and
+    each element's string."""
+    elements = {_LENGTH.pack(len(b)) + b: s for s in known for b in [s.encode()]}
+    return re.compile(b"|".join(re.escape(e) for e in elements)), elements
+
+
+def _known_elements(data: bytes, known: tuple[str, ...], rows: int) -> list[str] | None:
+    """The ``rows`` elements of ``data`` when each is one of ``known``; else None. The regex finds
+    known elements left to right; when they are ``rows`` and their lengths add up to the whole
+    buffer they tile it from its first byte, each one where a length-prefixed reading would find
+    it (a prefix fixes its element's length, and no two known elements are equal), so this is that
+    reading, at C speed."""
+    pattern, elements = _element_pattern(known)
+    found = pattern.findall(data)
+    if len(found) != rows or sum(map(len, found)) != len(data):
+        return None
+    return list(map(elements.__getitem__, found))
 
 
 def encode_response(header: dict[str, Any], blobs: list[bytes]) -> Response:
