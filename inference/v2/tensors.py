@@ -144,7 +144,7 @@ def _rows(inp: RequestInput) -> int:
 
 def _flatten(data: list[Any], shape: list[int], rows: int, where: str) -> list[Any]:
     # Whole-list checks (map, set) run at C speed: a 1,000-row tensor costs no Python loop per value.
-    if len(shape) == 2 and data and set(map(type, data)) == {list}:
+    if len(shape) == 2 and data and type(data[0]) is list and set(map(type, data)) == {list}:
         if set(map(len, data)) != {1}:
             raise BadRequest(f"{where}: nested data must hold one value per row for shape {shape}")
         data = list(map(itemgetter(0), data))
