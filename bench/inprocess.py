@@ -114,10 +114,10 @@ def inline_threads() -> None:
 async def per_request_us(app: Any, case: Case, n: int) -> float:
     for _ in range(min(n, 50)):
         assert await call(app, case) == 200, case[1]
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(n):
         await call(app, case)
-    return (time.perf_counter() - started) / n * 1e6
+    return (time.process_time() - started) / n * 1e6
 
 
 async def middleware_us(app: Any, n: int) -> dict[str, float]:
@@ -135,10 +135,10 @@ async def middleware_us(app: Any, n: int) -> dict[str, float]:
     best: dict[str, float] = {}
     for _ in range(5):
         for name, stack in stacks.items():
-            started = time.perf_counter()
+            started = time.process_time()
             for _ in range(n):
                 await call(stack, case)
-            best[name] = min(best.get(name, 1e9), (time.perf_counter() - started) / n * 1e6)
+            best[name] = min(best.get(name, 1e9), (time.process_time() - started) / n * 1e6)
     return best
 
 
@@ -152,7 +152,7 @@ async def main_async(args: argparse.Namespace) -> None:
     gc.collect()
     gc.freeze()
     alone = await middleware_us(variants["full"], args.n * 5)
-    print("us per request, a middleware alone around an app that answers at once (best of 5):")
+    print("CPU us per request (process time), a middleware alone around an app that answers at once (best of 5):")
     for name, us in alone.items():
         extra = "" if name == "bare app" else f"  (+{us - alone['bare app']:.1f})"
         print(f"  {name:<20} {us:7.1f}{extra}")
@@ -165,7 +165,7 @@ async def main_async(args: argparse.Namespace) -> None:
             n = args.n if "1000" not in name else max(args.n // 20, 20)
             for variant, app in variants.items():
                 results.setdefault((name, variant), []).append(await per_request_us(app, case, n))
-    print(f"us per request, in process, one at a time, best of {args.rounds} interleaved rounds (the least disturbed)")
+    print(f"CPU us per request (process time), in process, one at a time, best of {args.rounds} interleaved rounds")
     print(f"{'case':<20}" + "".join(f"{v:>22}" for v in variants) + f"{'Metrics':>10}{'BodyLimits':>12}")
     for name in chosen:
         med = {v: min(results[(name, v)]) for v in variants}

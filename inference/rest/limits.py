@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from typing import Any
 
-import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType, clip_text
@@ -55,6 +55,50 @@ class BodyBudget:
             self._freed = None
 
 
+class _Deadline:
+    """A request body's deadline: one timer per request, armed when the body is first awaited, that
+    cancels the request's task only while it waits inside ``limited_receive`` (between
+    :meth:`enter` and ``waiting = False``): the same bound as a cancel scope around each receive,
+    without creating one per receive."""
+
+    __slots__ = ("_expired", "_task", "_timer", "at", "waiting")
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self.waiting = False
+        self._expired = False
+        self._task: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def enter(self) -> bool:
+        """False once the deadline has passed; else the caller may wait until it does."""
+        remaining = self.at - time.monotonic()
+        if remaining <= 0:
+            return False
+        if self._timer is None:
+            self._task = asyncio.current_task()
+            self._timer = asyncio.get_running_loop().call_later(remaining, self._expire)
+        self.waiting = True
+        return True
+
+    def _expire(self) -> None:
+        if self.waiting and self._task is not None:
+            self._expired = True
+            self._task.cancel()
+
+    def expired(self) -> bool:
+        """Whether a cancellation just caught came from this deadline (then it is consumed)."""
+        if not self._expired or self._task is None:
+            return False
+        self._expired = False
+        self._task.uncancel()
+        return True
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 class BodyLimits:
     """Pure ASGI middleware enforcing the limits in the module docstring."""
 
@@ -63,6 +107,9 @@ class BodyLimits:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.budget = BodyBudget(buffer_bytes)
+
+    def _late(self) -> RequestTimeout:
+        return RequestTimeout(f"the request body did not arrive within {self.timeout:g} s")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,7 +121,7 @@ class BodyLimits:
         size = int(declared) if declared.isdigit() else None
         too_large = size is not None and size > self.max_bytes
         body_pending = chunked or bool(size)
-        deadline = time.monotonic() + self.timeout
+        deadline = _Deadline(self.timeout)
         received = 0
         reserved = 0
 
@@ -82,17 +129,20 @@ class BodyLimits:
             nonlocal received, reserved, body_pending
             if too_large:  # refused before a byte of it is read
                 raise PayloadTooLarge(f"request body exceeds the limit of {self.max_bytes} bytes")
-            remaining = deadline - time.monotonic()
-            message: Message | None = None
-            if remaining > 0:
-                with anyio.move_on_after(remaining):
-                    if body_pending and not reserved:
-                        wanted = self.max_bytes if size is None else size
-                        if wanted > FREE_BODY_BYTES:
-                            reserved = await self.budget.acquire(wanted)
-                    message = await receive()
-            if message is None:
-                raise RequestTimeout(f"the request body did not arrive within {self.timeout:g} s")
+            if not deadline.enter():
+                raise self._late()
+            try:
+                if body_pending and not reserved:
+                    wanted = self.max_bytes if size is None else size
+                    if wanted > FREE_BODY_BYTES:
+                        reserved = await self.budget.acquire(wanted)
+                message = await receive()
+            except asyncio.CancelledError:
+                if deadline.expired():
+                    raise self._late() from None
+                raise
+            finally:
+                deadline.waiting = False
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
@@ -108,9 +158,13 @@ class BodyLimits:
                     message = {**message, "headers": [*sent, (b"connection", b"close")]}
             await send(message)
 
+        if not declared and b"transfer-encoding" not in headers:  # no body at all (a GET): nothing to bound
+            await self.app(scope, receive, send)
+            return
         try:
             await self.app(scope, limited_receive, closing_send)
         finally:
+            deadline.close()
             self.budget.release(reserved)
 
 
