@@ -35,7 +35,7 @@ test: $(VENV)/.installed $(DOCS) $(NODE_EXAMPLE) $(WEB) $(ORT116_VENV)/.installe
 
 # The in-process tests only (no real server, browser, container or CLI process): the quick loop.
 # Bytecode is cached even where the environment says not to: it saves about 8 s a run (51 s here).
-test-fast: $(VENV)/.installed $(DOCS) $(WEB)
+test-fast: $(VENV)/.installed $(DOCS) $(NODE_EXAMPLE) $(WEB)
 	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -m "not slow" -q
 
 lint: $(VENV)/.installed
@@ -82,7 +82,6 @@ $(NODE_EXAMPLE): examples/node/package.json examples/node/package-lock.json
 	npm ci --prefix examples/node --ignore-scripts --no-audit --no-fund
 	touch $@
 
-# ---- Use the model elsewhere (issue #14) ----
 # The calculator page's onnxruntime-web (served at /calculator), pinned by its lock file.
 web: $(WEB)
 $(WEB): examples/web/package.json examples/web/package-lock.json
@@ -109,4 +108,4 @@ $(SERVE_VENV)/.installed: requirements/serve.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) $(ORT116_VENV) static/node_modules examples/web/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SERVE_VENV) $(ORT116_VENV) static/node_modules examples/node/node_modules examples/web/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.server import running_server  # noqa: E402
+from devtools.server import running_server  # noqa: E402
 
 ONE = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
 

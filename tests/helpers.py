@@ -1,7 +1,7 @@
 """Test helpers, in one place: real diamonds databases and projects, tiny real models and real
 training runs, the standard diamond, the service's settings for a project and its app called in
-process. Fixtures live in conftest.py; test files import from here (and from tests/server.py and
-tests/browser.py), never from each other."""
+process. Fixtures live in conftest.py; test files import from here (and from tests/browser.py, and
+devtools/server.py for a real server process), never from each other."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.server import running_server
 from tests.helpers import GOOD, Project, add_version, env_for, settings_for, write_atomically
-from tests.server import running_server
 
 
 def metric(text: str, name: str, **labels: str) -> float:

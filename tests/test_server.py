@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.server import running_server
 from tests.helpers import GOOD, Project, add_version, env_for, write_atomically
-from tests.server import running_server
 
 pytestmark = pytest.mark.slow  # every test starts a real uvicorn process
 

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page
 
+from devtools.server import running_server
 from inference.modelsettings import read_verified_model
 from inference.onnx_io import make_feeds, metadata, open_session
 from tests.browser import chromium, chromium_page, static_server
 from tests.helpers import ROOT
-from tests.server import running_server
 
 pytestmark = pytest.mark.slow
 

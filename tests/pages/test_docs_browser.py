@@ -17,10 +17,10 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
+from devtools.server import free_port
 from inference.paths import PROJECT_ROOT
 from tests.browser import HOST, Watch, chromium_page
 from tests.browser import chromium as browser_executable
-from tests.server import free_port
 
 pytestmark = pytest.mark.slow
 

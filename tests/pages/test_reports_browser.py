@@ -12,10 +12,10 @@ import httpx
 import pytest
 from playwright.sync_api import ConsoleMessage, Route, sync_playwright
 
+from devtools.server import running_server
 from tests.browser import ARTIFACTS, CHROMIUM_ARGS
 from tests.browser import chromium as require_chromium
 from tests.helpers import Project, tiny_factory
-from tests.server import running_server
 from training.paths import TrainingPaths
 from training.train import run
 

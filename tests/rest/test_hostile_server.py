@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.server import running_server
 from tests.helpers import Project, env_for
-from tests.server import running_server
 
 pytestmark = pytest.mark.slow
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
+from devtools.server import running_server
 from inference.app import create_app
 from inference.schema import FEATURES
 from inference.v2 import bodies as v2_models
 from tests.helpers import InProcessClient, Project, repo_features, settings_for
-from tests.server import running_server
 
 if TYPE_CHECKING:  # imported where used: only the slow tests run the reference client
     import tritonclient.http as httpclient

@@ -1,4 +1,4 @@
-"""Run the service as a real process on 127.0.0.1 for tests and the benchmark."""
+"""Run the service as a real process on 127.0.0.1: used by the tests and by the benchmark."""
 
 from __future__ import annotations
 
