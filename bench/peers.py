@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import ONE, ensure_wrk, lua_request, v2_binary, v2_json, wrk  # noqa: E402
-from tests.server import free_port, running_server  # noqa: E402
+from devtools.server import free_port, running_server  # noqa: E402
 
 VENVS = ROOT / ".bench"
 PEERS_DIR = ROOT / "bench" / "peers"
