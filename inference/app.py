@@ -46,8 +46,8 @@ DESCRIPTION = (
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app. ``settings`` defaults to :meth:`Settings.from_env`."""
     settings = settings or Settings.from_env()
-    # The pricing routes first: Starlette tries routes in order, one regex each, on every request.
-    hot = sorted(OPERATIONS, key=lambda op: op.method != "post")
+    # The pricing routes and liveness first: Starlette tries routes in order, one regex each.
+    hot = sorted(OPERATIONS, key=lambda op: op.method != "post" and op.path != "/health/live")
     routes: list[BaseRoute] = [op.route() for op in hot]
     routes += docs_routes(settings.static_dir)
     routes += calculator_routes(settings.calculator_dir)
