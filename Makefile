@@ -2,6 +2,7 @@
 #   make serve   run the API on http://127.0.0.1:8000 (docs at /docs and /redoc)
 #   make test    lint, type-check and run the whole test suite
 #   make train   fit a candidate on diamond.db and promote it if its MAE is lower
+#   make import FILE=sales.csv   add a CSV file's rows to diamond.db (docs/import.md)
 #   make bench   load-test a real server process and print the figures
 
 PYTHON ?= python3
@@ -16,13 +17,22 @@ ORT116_VENV := .venv-ort116
 COMPILE := $(PY) -m uv pip compile --quiet --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make requirements" pyproject.toml
 
-.PHONY: serve test test-fast train evaluate bench bench-peers profile lint typecheck requirements db docs web clean
+.PHONY: serve test test-fast train import evaluate bench bench-peers profile lint typecheck requirements db docs web clean
 
 serve: $(SERVE_VENV)/.installed $(DOCS) $(WEB)
 	$(SERVE_PY) -m inference
 
 train: $(VENV)/.installed
 	$(PY) -m training
+
+# Add the rows of a CSV file to diamond.db (or DIAMOND_DB=...), then `make train` fits on them.
+ifneq ($(filter import,$(MAKECMDGOALS)),)
+ifeq ($(FILE),)
+$(error usage: make import FILE=sales.csv [DIAMOND_DB=path/to/diamond.db])
+endif
+endif
+import: $(VENV)/.installed
+	$(PY) -m training import "$(FILE)"
 
 evaluate: $(VENV)/.installed
 	$(PY) -m training.evaluate

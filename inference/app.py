@@ -8,9 +8,9 @@ import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -19,13 +19,14 @@ from starlette.routing import BaseRoute, Route
 
 from inference.batching import RowBatcher
 from inference.config import Settings
-from inference.holder import ModelHolder
+from inference.drift import DriftMonitor, DriftSettings
+from inference.holder import LoadedModel, ModelHolder
 from inference.modelsettings import ModelFileError
-from inference.pages.calculator import calculator_routes
+from inference.pages.calculator import PublishedModel, calculator_routes
 from inference.pages.docs import docs_routes
 from inference.rest.handlers import EXCEPTION_HANDLERS
 from inference.rest.limits import BodyLimits
-from inference.rest.metrics import Metrics, MetricsMiddleware
+from inference.rest.metrics import Metrics, MetricsMiddleware, multiprocess_dir
 from inference.rest.openapi import build_openapi
 from inference.rest.wire import json_response
 from inference.routes import OPERATIONS
@@ -58,14 +59,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return json_response(spec)
 
     routes.append(Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False))
-    metrics = Metrics()
+    drift = DriftMonitor(
+        DriftSettings(settings.drift_window_rows, settings.drift_window_seconds, settings.drift_min_rows),
+        None if multiprocess_dir() is None else Path(str(multiprocess_dir())),
+    )
+    metrics = Metrics([drift])
     routes.append(Route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         holder: ModelHolder = app.state.holder
-        try:
-            holder.swap(await anyio.to_thread.run_sync(holder.load))
+        try:  # bounded by LOAD_TIMEOUT: a model that never loads cannot keep the port closed
+            await holder.reload_async()
         except Exception as exc:  # a bad model file, whatever the cause: serve 503 with the reason, never exit
             if not isinstance(exc, ModelFileError):
                 exc = ModelFileError(f"{type(exc).__name__}: {exc}")
@@ -90,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
             metrics.close()
+            drift.close()
 
     app = Starlette(
         routes=routes,
@@ -106,7 +112,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.holder = ModelHolder(settings.model_settings, settings.model_registry, on_load=metrics.on_load)
+
+    def on_load(outcome: str, seconds: float, model: LoadedModel | None) -> None:
+        metrics.on_load(outcome, seconds, model)
+        drift.on_load(outcome, seconds, model)
+
+    app.state.holder = ModelHolder(
+        settings.model_settings,
+        settings.model_registry,
+        on_load=on_load,
+        on_priced=drift.observe,
+        max_model_bytes=settings.max_model_bytes,
+        load_timeout=settings.load_timeout,
+        predict_timeout=settings.predict_timeout,
+    )
+    app.state.drift = drift
     app.state.batcher = RowBatcher()
+    app.state.published_model = PublishedModel()
     app.state.openapi = spec
     return app

@@ -6,6 +6,10 @@ binding, dispatch, cold caches. :class:`RowBatcher` queues the rows of the
 them with one call at the end of that turn: adaptive batching as in MLServer and Triton,
 but without a timer, so nothing waits for a batch to fill; a lone request pays one
 event-loop turn. Its gain is in docs/benchmarks.md.
+
+The call runs on the event loop under a short deadline (:mod:`inference.deadline`); a model that
+once needed longer is called in a worker thread from then on, one call at a time, so a slow or
+endless model never freezes the loop (``/health/live`` keeps answering).
 """
 
 from __future__ import annotations
@@ -13,9 +17,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
+from inference.deadline import ModelTooSlow
 from inference.errors import UnpriceableRows
 from inference.holder import LoadedModel
 from inference.schema import columns
+
+Pending = tuple[LoadedModel, Any, "asyncio.Future[list[float]]"]
+"""A queued row: the model its request started with, the row, and where its answer goes."""
 
 
 class RowBatcher:
@@ -23,6 +34,8 @@ class RowBatcher:
 
     def __init__(self) -> None:
         self._pending: list[tuple[LoadedModel, Any, asyncio.Future[list[float]]]] = []
+        self._limiter = anyio.CapacityLimiter(1)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def price(self, model: LoadedModel, row: Any) -> list[float]:
         """The validated diamond's values of ``model.outputs`` in USD rounded to cents (see
@@ -32,7 +45,12 @@ class RowBatcher:
         if not self._pending:
             loop.call_soon(self._flush)  # after the handlers already ready in this turn
         self._pending.append((model, row, future))
-        return await future
+        if not model.speed.slow:
+            return await future
+        try:  # in a thread under PREDICT_TIMEOUT; past it (a call onnxruntime could not stop), a 503
+            return await asyncio.wait_for(future, 2 * model.predict_timeout + 1)
+        except TimeoutError:
+            raise ModelTooSlow(f"the model did not answer within {model.predict_timeout:g} s") from None
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -41,20 +59,40 @@ class RowBatcher:
             groups.setdefault(id(item[0]), []).append(item)
         for items in groups.values():
             model = items[0][0]
-            rows = [row for _, row, _ in items]
-            try:
-                outcomes: list[list[float] | BaseException] = list(model.price_list(columns(rows)))
-            except UnpriceableRows:  # rare: price one by one, so that only the bad rows fail
-                outcomes = [_price_or_error(model, row) for row in rows]
-            except Exception as exc:
-                outcomes = [exc] * len(rows)
-            for (_, _, future), outcome in zip(items, outcomes, strict=True):
-                if future.done():  # the client went away meanwhile
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+            outcomes = None if model.speed.slow else _outcomes(model, [row for _, row, _ in items])
+            if outcomes is None or any(isinstance(o, ModelTooSlow) for o in outcomes):
+                task = asyncio.ensure_future(self._off_loop(model, items))
+                self._tasks.add(task)  # held until done (the loop keeps only weak references)
+                task.add_done_callback(self._tasks.discard)
+                continue
+            _settle(items, outcomes)
+
+    async def _off_loop(
+        self, model: LoadedModel, items: list[tuple[LoadedModel, Any, asyncio.Future[list[float]]]]
+    ) -> None:
+        rows = [row for _, row, _ in items]
+        outcomes = await anyio.to_thread.run_sync(_outcomes, model, rows, limiter=self._limiter)
+        _settle(items, outcomes)
+
+
+def _outcomes(model: LoadedModel, rows: list[Any]) -> list[list[float] | BaseException]:
+    """Each row's values, or the error that is its answer."""
+    try:
+        return list(model.price_list(columns(rows)))
+    except UnpriceableRows:  # rare: price one by one, so that only the bad rows fail
+        return [_price_or_error(model, row) for row in rows]
+    except Exception as exc:
+        return [exc] * len(rows)
+
+
+def _settle(items: list[Pending], outcomes: list[list[float] | BaseException]) -> None:
+    for (_, _, future), outcome in zip(items, outcomes, strict=True):
+        if future.done():  # the client went away meanwhile
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 def _price_or_error(model: LoadedModel, row: Any) -> list[float] | BaseException:

@@ -13,6 +13,12 @@
 | BODY_TIMEOUT        | 10                                       | seconds to receive a whole request body, or 408  |
 | BODY_BUFFER_BYTES   | 4194304                                  | bytes large bodies may hold at once; more wait   |
 | LIMIT_CONCURRENCY   | 512                                      | connections per worker; past it, 503             |
+| MAX_PIPELINED       | 8                                        | unanswered requests queued on one connection     |
+| WRITE_TIMEOUT       | 30                                       | seconds a response may wait unread, then closed  |
+| MAX_MODEL_BYTES     | 134217728                                | larger model files are refused unread            |
+| MAX_REPORT_BYTES    | 16777216                                 | larger run reports are refused unread            |
+| PREDICT_TIMEOUT     | 5                                        | seconds one model call may take, or 503          |
+| LOAD_TIMEOUT        | 60                                       | seconds a model load (with its trial) may take   |
 | MAX_ERROR_FIELDS    | 20                                       | field problems a 422 lists, then a count         |
 | MODEL_AUTO_RELOAD   | 1                                        | 0: only POST /update_model changes the model     |
 | RELOAD_INTERVAL     | 1.0                                      | seconds between checks of MODEL_SETTINGS         |
@@ -20,6 +26,9 @@
 | CALCULATOR_DIR      | <repo>/examples/web                      | the /calculator page and its onnxruntime-web     |
 | LOG_LEVEL           | info                                     | logging level                                    |
 | ACCESS_LOG          | 0                                        | 1: uvicorn logs every request                    |
+| DRIFT_WINDOW_ROWS   | 10000                                    | rows in the input drift window; 0 turns it off   |
+| DRIFT_WINDOW_SECONDS| 3600                                     | the drift window's age at most                   |
+| DRIFT_MIN_ROWS      | 500                                      | rows the window needs before a PSI is reported   |
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from inference.files import MAX_MODEL_BYTES, MAX_REPORT_BYTES
 from inference.paths import PROJECT_ROOT, resolve_paths
 
 N = TypeVar("N", int, float)
@@ -77,6 +87,12 @@ class Settings:
     max_header_bytes: int = 64 * 1024
     body_buffer_bytes: int = 4 << 20
     limit_concurrency: int = 512
+    max_pipelined: int = 8
+    write_timeout: float = 30.0
+    max_model_bytes: int = MAX_MODEL_BYTES
+    max_report_bytes: int = MAX_REPORT_BYTES
+    predict_timeout: float = 5.0
+    load_timeout: float = 60.0
     max_error_fields: int = 20
     auto_reload: bool = True
     reload_interval: float = 1.0
@@ -84,6 +100,9 @@ class Settings:
     calculator_dir: Path = PROJECT_ROOT / "examples" / "web"
     log_level: str = "info"
     access_log: bool = False
+    drift_window_rows: int = 10_000
+    drift_window_seconds: float = 3600.0
+    drift_min_rows: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -126,6 +145,12 @@ class Settings:
             max_header_bytes=integer("MAX_HEADER_BYTES", cls.max_header_bytes, 1024),
             body_buffer_bytes=integer("BODY_BUFFER_BYTES", cls.body_buffer_bytes, 1),
             limit_concurrency=integer("LIMIT_CONCURRENCY", cls.limit_concurrency, 1),
+            max_pipelined=integer("MAX_PIPELINED", cls.max_pipelined, 1),
+            write_timeout=seconds("WRITE_TIMEOUT", cls.write_timeout, 0.1, 3600),
+            max_model_bytes=integer("MAX_MODEL_BYTES", cls.max_model_bytes, 1024),
+            max_report_bytes=integer("MAX_REPORT_BYTES", cls.max_report_bytes, 1024),
+            predict_timeout=seconds("PREDICT_TIMEOUT", cls.predict_timeout, 0.01, 3600),
+            load_timeout=seconds("LOAD_TIMEOUT", cls.load_timeout, 0.1, 3600),
             max_error_fields=integer("MAX_ERROR_FIELDS", cls.max_error_fields, 1),
             auto_reload=flag("MODEL_AUTO_RELOAD", cls.auto_reload),
             reload_interval=interval,
@@ -133,4 +158,7 @@ class Settings:
             calculator_dir=path("CALCULATOR_DIR", cls.calculator_dir),
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
             access_log=flag("ACCESS_LOG", cls.access_log),
+            drift_window_rows=integer("DRIFT_WINDOW_ROWS", cls.drift_window_rows, 0),
+            drift_window_seconds=seconds("DRIFT_WINDOW_SECONDS", cls.drift_window_seconds, 1, 7 * 86400),
+            drift_min_rows=integer("DRIFT_MIN_ROWS", cls.drift_min_rows, 1),
         )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from pydantic_core import ErrorDetails
+
+from inference.schema import FEATURES
 
 MAX_ERROR_BYTES = 8192
 """No error body is larger than this: messages and field paths are clipped, and the field list trimmed."""
@@ -89,6 +92,16 @@ def clip_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"]+/)+(?=[^\s/'\"]*)")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with each absolute file path cut to its last name (``/srv/x/model.onnx`` ->
+    ``model.onnx``): error bodies reach unauthenticated callers, the server's layout is not theirs
+    to read (the logs keep the full paths)."""
+    return _ABSOLUTE_PATH.sub("", text)
+
+
 def quote(value: Any, limit: int = 40) -> str:
     """``repr(value)``, clipped: how a message shows a value the client sent."""
     return clip_text(repr(value), limit)
@@ -105,14 +118,60 @@ def field_path(loc: Sequence[int | str]) -> str:
 def problem_list(
     errors: Sequence[ErrorDetails], locate: Callable[[Location], str] = field_path
 ) -> list[dict[str, str]]:
-    """The one formatter of validation errors, for both APIs: ``{"field", "problem"}`` per error.
-    ``locate`` names the field from pydantic's location (V2 names the input tensor, a batch
-    validated in slices shifts the row index)."""
-    problems = []
-    for err in errors:
-        problem = {"missing": "field required", "extra_forbidden": "unknown field"}.get(err["type"], err["msg"])
-        problems.append({"field": locate(tuple(err["loc"])), "problem": clip_text(problem, 160)})
-    return problems
+    """The one formatter of validation errors, for both APIs: ``{"field", "problem"}`` per error,
+    the problem worded by :func:`describe`. ``locate`` names the field from pydantic's location
+    (V2 names the input tensor, a batch validated in slices shifts the row index)."""
+    return [{"field": locate(tuple(err["loc"])), "problem": clip_text(describe(err), 200)} for err in errors]
+
+
+def describe(err: ErrorDetails) -> str:
+    """One problem in the house style: what the field must be, then what was received, e.g.
+    ``must be one of Fair, Good, Very Good, Premium, Ideal, got 'Ideal '``. A feature's expectation
+    comes from the schema; anything else's from pydantic's own words."""
+    kind, loc = err["type"], err["loc"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    expected = _expected(loc[-1] if loc else None, err)
+    if kind == "missing":
+        return f"missing; must be {expected}" if expected else "missing"
+    value = err.get("input")
+    wrong_kind = kind.endswith(("_type", "_parsing")) or (kind == "literal_error" and not isinstance(value, str))
+    got = received(value) if wrong_kind else shown(value)
+    return f"must be {expected}, got {got}" if expected else f"{_lower(err['msg'])}, got {got}"
+
+
+def _expected(name: int | str | None, err: ErrorDetails) -> str:
+    if isinstance(name, str) and name in FEATURES.numeric:
+        low, high = FEATURES.numeric[name]
+        return f"a number from {low} to {high}"
+    if isinstance(name, str) and name in FEATURES.categorical:
+        return f"one of {', '.join(FEATURES.categorical[name])}"
+    ctx = err.get("ctx") or {}
+    if err["type"] == "too_short":
+        return f"at least {ctx.get('min_length')} item(s) long"
+    if err["type"] == "too_long":
+        return f"at most {ctx.get('max_length')} item(s) long"
+    message = err["msg"]
+    if err["type"] == "model_type":
+        return "a JSON object"
+    return _lower(message.removeprefix("Input should be ")) if message.startswith("Input should be ") else ""
+
+
+def _lower(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def shown(value: Any) -> str:
+    """A value the client sent, as a message shows it: JSON's own words for null, true and false;
+    a string quoted with its invisible characters escaped (``'Ideal '``, ``'G\\u200b'``); an object or
+    array by its size; all clipped (:func:`quote`)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return f"an object with {len(value)} key(s)"
+    if isinstance(value, list | tuple):
+        return f"an array of {len(value)} item(s)"
+    return quote(value)
 
 
 def invalid(
@@ -137,3 +196,12 @@ def error_body(message: str, **extra: Any) -> dict[str, Any]:
         body["fields"] = fields
         body["error"] = clip_text(message, MAX_MESSAGE_CHARS // 2) + " (field list shortened)"
     return body
+
+
+def received(value: Any) -> str:
+    """:func:`shown`, and for a scalar its kind, for a value of the wrong kind: ``'0.7' (a string)``."""
+    if isinstance(value, bool):
+        return f"{shown(value)} (a boolean)"
+    if isinstance(value, int | float | str):
+        return f"{shown(value)} ({'a string' if isinstance(value, str) else 'a number'})"
+    return shown(value)

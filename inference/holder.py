@@ -9,21 +9,27 @@ reference is replaced, so a failed load leaves the serving model untouched.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import math
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import anyio
+import anyio.to_thread
 import numpy as np
 import onnxruntime as ort
 
-from inference.errors import UnpriceableRows
+from inference.deadline import DEADLINES, INLINE_SECONDS, SLOW_SECONDS, ModelTooSlow, Speed
+from inference.errors import UnpriceableRows, hide_paths
+from inference.files import MAX_MODEL_BYTES
 from inference.modelsettings import ModelFileError, ModelSettings, read_verified_model
 from inference.onnx_io import (
     OUTPUT,
@@ -42,6 +48,8 @@ SMALL_BATCH = 16
 Columns = Mapping[str, Sequence[Any] | np.ndarray]
 """One sequence of values per feature, as :func:`inference.onnx_io.make_feeds` takes them."""
 
+PricedListener = Callable[[Columns, np.ndarray], None]
+"""Told of every model call: the feature columns and the outputs (:mod:`inference.drift` counts them)."""
 FileIdentity = tuple[int, int, int, int] | None
 """(device, inode, size, mtime_ns) of the settings file; None when it is absent."""
 
@@ -62,6 +70,11 @@ class LoadedModel:
     """The settings file's identity when it was read for this model."""
     load_seconds: float
     loaded_at: float = field(default_factory=time.time)
+    predict_timeout: float = 5.0
+    """Seconds a model call in a worker thread may take (``PREDICT_TIMEOUT``)."""
+    speed: Speed = field(default_factory=Speed, compare=False)
+    """Set slow once a call on the event loop took too long: then every call goes to a thread."""
+    on_priced: PricedListener | None = None
 
     @property
     def version(self) -> int:
@@ -85,14 +98,19 @@ class LoadedModel:
         """The one way both APIs price rows: feature columns in, float64 ``[N, len(outputs)]`` out,
         the values of :attr:`outputs` in USD rounded to cents, from one onnxruntime call;
         :class:`UnpriceableRows` if any row has no price (it lies outside the feature schema)."""
-        return _cents(predict_outputs(self.session, make_feeds(columns), self.outputs))
+        values = self._predict(columns)
+        if self.on_priced is not None:
+            self.on_priced(columns, values)
+        return _cents(values)
 
     def price_list(self, columns: Columns) -> list[list[float]]:
         """:meth:`price` as one list per row, for the single-row path (:mod:`inference.batching`).
         Up to :data:`SMALL_BATCH` rows the rounding runs in plain Python, the same half-to-even
         rounding as ``np.rint`` (tested equal): numpy's seven calls cost more than their arithmetic
         on a row or two."""
-        values = predict_outputs(self.session, make_feeds(columns), self.outputs)
+        values = self._predict(columns)
+        if self.on_priced is not None:
+            self.on_priced(columns, values)
         if len(values) > SMALL_BATCH:
             cents: list[list[float]] = _cents(values).tolist()
             return cents
@@ -100,6 +118,23 @@ class LoadedModel:
         if not all(math.isfinite(v) for row in rows for v in row):
             raise UnpriceableRows([i for i, row in enumerate(rows) if not all(map(math.isfinite, row))][:10])
         return [[round(v * 100.0) / 100.0 for v in row] for row in rows]
+
+    def _predict(self, columns: Columns) -> np.ndarray:
+        """One onnxruntime call under a deadline: :data:`~inference.deadline.INLINE_SECONDS` on the
+        event loop (a slower call marks the model slow), ``PREDICT_TIMEOUT`` in a worker thread."""
+        feeds = make_feeds(columns)
+
+        def call(options: ort.RunOptions) -> np.ndarray:
+            return predict_outputs(self.session, feeds, self.outputs, options)
+
+        if asyncio._get_running_loop() is None:
+            return DEADLINES.run(self.predict_timeout, call)
+        started = time.thread_time()
+        try:
+            return DEADLINES.run(INLINE_SECONDS, call)
+        finally:
+            if time.thread_time() - started > SLOW_SECONDS:
+                self.speed.slow = True
 
 
 def _cents(values: np.ndarray) -> np.ndarray:
@@ -135,13 +170,25 @@ class ModelHolder:
         settings_path: Path,
         registry: Path,
         on_load: LoadListener | None = None,
+        max_model_bytes: int = MAX_MODEL_BYTES,
+        load_timeout: float = 60.0,
+        predict_timeout: float = 5.0,
+        on_priced: PricedListener | None = None,
     ) -> None:
         self.settings_path = settings_path
         self.registry = registry
+        self.max_model_bytes = max_model_bytes
+        self.load_timeout = load_timeout
+        self.predict_timeout = predict_timeout
+        self._hung: concurrent.futures.Future[Reload] | None = None
+        self._turns: anyio.CapacityLimiter | None = None
+        self.timed_out = False
+        """Whether the last reload ran out of ``LOAD_TIMEOUT`` (the watcher then waits for a change)."""
         self._current: LoadedModel | None = None
         self._swap_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._on_load = on_load
+        self._on_priced = on_priced
         self.last_error: str | None = None
 
     @property
@@ -150,8 +197,9 @@ class ModelHolder:
 
     @property
     def unavailable_reason(self) -> str:
-        """Why no model is serving (meaningful while :attr:`current` is None)."""
-        return self.last_error or "still starting"
+        """Why no model is serving (meaningful while :attr:`current` is None), without the server's
+        absolute paths: it is shown to any caller."""
+        return hide_paths(self.last_error or "still starting")
 
     def load(self) -> LoadedModel:
         """Read, verify and open the model the settings file names now. Does not swap."""
@@ -162,7 +210,7 @@ class ModelHolder:
 
     def _read(self, started: float) -> tuple[ModelSettings, bytes]:
         try:
-            return read_verified_model(self.settings_path, self.registry)
+            return read_verified_model(self.settings_path, self.registry, self.max_model_bytes)
         except ModelFileError:
             self._report("failure", time.perf_counter() - started, None)
             raise
@@ -176,16 +224,27 @@ class ModelHolder:
                 session = open_session(blob)
             except Exception as exc:  # onnxruntime raises its own error types for corrupt graphs
                 raise ModelFileError(f"onnxruntime cannot load {settings.path}: {exc}") from None
-            check_interface(session)
+            try:  # the trial prediction under LOAD_TIMEOUT: a graph that never ends is stopped
+                DEADLINES.run(self.load_timeout, lambda options: check_interface(session, options))
+            except ModelTooSlow:
+                limit = f"LOAD_TIMEOUT ({self.load_timeout:g} s)"
+                raise ModelFileError(f"the trial prediction did not finish within {limit}") from None
         except ModelFileError:
             self._report("failure", time.perf_counter() - started, None)
             raise
-        return LoadedModel(session, settings, identity, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return LoadedModel(
+            session, settings, identity, seconds, predict_timeout=self.predict_timeout, on_priced=self._on_priced
+        )
 
     def swap(self, model: LoadedModel) -> LoadedModel | None:
         """Make ``model`` current; returns the previous one (still usable by requests holding it)."""
         with self._swap_lock:
             previous, self._current = self._current, model
+        self._announce(model)
+        return previous
+
+    def _announce(self, model: LoadedModel) -> None:
         self.last_error = None
         self._report("success", model.load_seconds, model)
         log.info(
@@ -196,29 +255,79 @@ class ModelHolder:
             model.settings.mae,
             model.load_seconds * 1000,
         )
-        return previous
 
     def reload(self) -> Reload:
         """Load the named model and swap it in unless it is already the one serving (the same
-        version and sha256: then the warm session stays). Reloads are serialized."""
-        with self._reload_lock:
-            return self._reload()
+        version and sha256: then the warm session stays). Reloads are serialized.
 
-    def _reload(self) -> Reload:
+        Each is bounded by ``LOAD_TIMEOUT``: it runs in a thread of its own, and if it has not
+        finished in time the old model keeps serving and :class:`ModelFileError` says so. A load
+        that never ends is abandoned (it will not swap its model in if it ever finishes), and
+        until it does, later reloads are refused at once rather than starting more threads."""
+        if not self._reload_lock.acquire(timeout=self.load_timeout):
+            raise ModelFileError(f"another model load is still running after LOAD_TIMEOUT ({self.load_timeout:g} s)")
+        try:
+            if self._hung is not None and not self._hung.done():
+                raise ModelFileError(
+                    f"an earlier model load has not finished after LOAD_TIMEOUT ({self.load_timeout:g} s); "
+                    "restart the service to try again"
+                )
+            self._hung = None
+            self.timed_out = False
+            attempt: concurrent.futures.Future[Reload] = concurrent.futures.Future()
+            abandoned = threading.Event()
+            threading.Thread(target=self._attempt, args=(attempt, abandoned), name="model-load", daemon=True).start()
+            try:
+                return attempt.result(timeout=self.load_timeout)
+            except concurrent.futures.TimeoutError:
+                with self._swap_lock:
+                    if not attempt.done():
+                        abandoned.set()
+                        self._hung = attempt
+                if abandoned.is_set():
+                    self.timed_out = True
+                    self._report("failure", self.load_timeout, None)
+                    raise ModelFileError(
+                        f"loading the model did not finish within LOAD_TIMEOUT ({self.load_timeout:g} s)"
+                    ) from None
+                return attempt.result()
+        finally:
+            self._reload_lock.release()
+
+    async def reload_async(self) -> Reload:
+        """:meth:`reload` from the event loop. Callers wait for their turn here, in the loop, not
+        each in a worker thread: an update storm behind a slow load cannot use up the thread pool
+        that other requests need."""
+        if self._turns is None:
+            self._turns = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(self.reload, limiter=self._turns)
+
+    def _attempt(self, attempt: concurrent.futures.Future[Reload], abandoned: threading.Event) -> None:
+        try:
+            attempt.set_result(self._reload(abandoned))
+        except BaseException as exc:
+            attempt.set_exception(exc)
+
+    def _reload(self, abandoned: threading.Event | None = None) -> Reload:
         started = time.perf_counter()
         identity = file_identity(self.settings_path)
         settings, blob = self._read(started)
         current = self._current
         if current is not None and (current.version, current.sha256) == (settings.version, settings.sha256):
             # Same model (verified bytes): keep the warm session, remember this file state as handled.
-            kept = LoadedModel(current.session, current.settings, identity, current.load_seconds, current.loaded_at)
+            kept = replace(current, identity=identity)
             with self._swap_lock:
                 self._current = kept
             self.last_error = None
             self._report("unchanged", time.perf_counter() - started, kept)
             return Reload(kept, current, changed=False)
         model = self._open(settings, blob, identity, started)
-        return Reload(model, self.swap(model), changed=True)
+        with self._swap_lock:  # decided under the lock the timeout takes: swapped, or abandoned, never both
+            if abandoned is not None and abandoned.is_set():
+                raise ModelFileError("abandoned after LOAD_TIMEOUT")
+            previous, self._current = self._current, model
+        self._announce(model)
+        return Reload(model, previous, changed=True)
 
     def _report(self, outcome: str, seconds: float, model: LoadedModel | None) -> None:
         if self._on_load is not None:

@@ -9,13 +9,13 @@ file must match the recorded sha256 before anything runs it.
 from __future__ import annotations
 
 import hashlib
-import stat
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inference import strict_json
+from inference.files import MAX_MODEL_BYTES, FileBytes, FileRefused, read_regular
 
 MODEL_NAME = "diamond_price"
 SETTINGS_FORMAT = 1
@@ -41,13 +41,17 @@ class ModelSettings(BaseModel):
 
 def read_settings(settings_path: Path) -> ModelSettings:
     """Parse and validate the settings file, or raise :class:`ModelFileError`."""
-    raw = _read_regular(settings_path, "settings file", MAX_SETTINGS_BYTES)
+    raw = _read_regular(settings_path, "settings file", MAX_SETTINGS_BYTES).data
     try:
         data: Any = strict_json.loads(raw)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity, an over-long integer
         raise ModelFileError(f"settings file {settings_path} is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"settings file {settings_path} must hold a JSON object")
+    try:  # a lone surrogate ("\\ud800") parses, but no reply that quotes it could be encoded
+        strict_json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ModelFileError(f"settings file {settings_path} holds text that is not valid Unicode") from None
     try:
         return ModelSettings.model_validate(data)
     except ValidationError as exc:
@@ -83,34 +87,31 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_verified_model(settings_path: Path, registry: Path) -> tuple[ModelSettings, bytes]:
+def read_verified_model(
+    settings_path: Path, registry: Path, max_bytes: int = MAX_MODEL_BYTES
+) -> tuple[ModelSettings, bytes]:
     """The current settings and the model bytes, checked against the recorded sha256.
 
-    The bytes are read once and hashed in memory, so what is verified is exactly what
-    gets loaded, even if the file changes in between.
+    The bytes are read once (a regular file of at most ``max_bytes``, ``MAX_MODEL_BYTES``) and
+    hashed as they are read, so what is verified is exactly what gets loaded, even if the file
+    changes in between.
     """
     settings = read_settings(settings_path)
     model_path = resolve_model_path(settings_path, registry, settings.path)
-    blob = _read_regular(model_path, "model file", None)
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != settings.sha256:
-        raise ModelFileError(f"sha256 mismatch for {model_path}: file has {digest}, settings expect {settings.sha256}")
-    return settings, blob
+    model = _read_regular(model_path, "model file", max_bytes, follow=False)
+    if model.sha256 != settings.sha256:
+        raise ModelFileError(
+            f"sha256 mismatch for {model_path}: file has {model.sha256}, settings expect {settings.sha256}"
+        )
+    return settings, model.data
 
 
-def _read_regular(path: Path, what: str, max_bytes: int | None) -> bytes:
-    """The bytes of a regular file (never a FIFO or a device, which could block or never end)."""
+def _read_regular(path: Path, what: str, max_bytes: int, *, follow: bool = True) -> FileBytes:
+    """:func:`inference.files.read_regular`, its refusal as a :class:`ModelFileError`."""
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise ModelFileError(f"{what} {path} is not a regular file")
-        if max_bytes is not None and info.st_size > max_bytes:
-            raise ModelFileError(f"{what} {path} is {info.st_size} bytes, more than the {max_bytes} allowed")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"{what} not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        return read_regular(path, what, max_bytes, follow=follow)
+    except FileRefused as exc:
+        raise ModelFileError(str(exc)) from None
 
 
 REPORT_SUFFIX = ".report.html"

@@ -51,15 +51,23 @@ def open_session(blob: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(blob, sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def predict(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray:
+def predict(
+    session: ort.InferenceSession, feeds: dict[str, np.ndarray], options: ort.RunOptions | None = None
+) -> np.ndarray:
     """Prices as a flat float32 array (NaN where the row is outside the schema)."""
-    (prices,) = session.run([OUTPUT], feeds)
+    (prices,) = session.run([OUTPUT], feeds, options)
     return np.asarray(prices).reshape(-1)
 
 
-def predict_outputs(session: ort.InferenceSession, feeds: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
-    """The named outputs side by side, float32 ``[N, len(names)]``, in one onnxruntime call."""
-    return np.concatenate(session.run(list(names), feeds), axis=1)
+def predict_outputs(
+    session: ort.InferenceSession,
+    feeds: dict[str, np.ndarray],
+    names: Sequence[str],
+    options: ort.RunOptions | None = None,
+) -> np.ndarray:
+    """The named outputs side by side, float32 ``[N, len(names)]``, in one onnxruntime call
+    (``options`` lets :mod:`inference.deadline` stop it)."""
+    return np.concatenate(session.run(list(names), feeds, options), axis=1)
 
 
 def range_level(session: ort.InferenceSession) -> float | None:
@@ -88,7 +96,7 @@ def check_inputs(session: ort.InferenceSession) -> None:
         raise ModelFileError(f"model inputs {names} do not match the feature schema {list(FEATURES.names)}")
 
 
-def check_interface(session: ort.InferenceSession) -> None:
+def check_interface(session: ort.InferenceSession, options: ort.RunOptions | None = None) -> None:
     """What the service checks before it serves a model: the schema's inputs, a ``price`` output,
     both range outputs or neither, the feature schema the model carries (if it does) equal to this
     one, and one finite trial price. :class:`ModelFileError` naming the first problem."""
@@ -109,8 +117,10 @@ def check_interface(session: ort.InferenceSession) -> None:
     probe: dict[str, list[Any]] = {n: [lo] for n, (lo, _) in FEATURES.numeric.items()}
     probe.update({n: [values[0]] for n, values in FEATURES.categorical.items()})
     try:
-        price = predict(session, make_feeds(probe))
+        price = predict(session, make_feeds(probe), options)
     except Exception as exc:
+        if options is not None and options.terminate:
+            raise  # stopped by its deadline: the caller says so
         raise ModelFileError(f"trial prediction failed: {exc}") from None
     if price.shape != (1,) or not np.isfinite(price[0]):
         raise ModelFileError(f"trial prediction returned {price!r}, expected one finite price")

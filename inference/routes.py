@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from inference.api import bodies as m
 from inference.api import endpoints
-from inference.pages import reports
+from inference.pages import drift, reports
 from inference.rest.openapi import Endpoint, Error, Operation, Responses
 from inference.v2.endpoints import V2_OPERATIONS
 
@@ -79,5 +79,5 @@ JSON_API: list[Operation] = [
 ]
 
 
-OPERATIONS: list[Operation] = [*JSON_API, *V2_OPERATIONS, reports.OPERATION]
-"""The JSON API, the Open Inference Protocol and the run reports."""
+OPERATIONS: list[Operation] = [*JSON_API, *V2_OPERATIONS, reports.OPERATION, drift.OPERATION]
+"""The JSON API, the Open Inference Protocol, the run reports and the input drift."""

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import anyio.to_thread
-
 from inference.holder import ModelHolder, file_identity
 from inference.modelsettings import ModelFileError
 
@@ -28,10 +26,10 @@ async def watch_settings(holder: ModelHolder, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         identity = file_identity(holder.settings_path)
-        if holder.current is not None and identity == seen:
-            continue
+        if identity == seen and (holder.current is not None or holder.timed_out):
+            continue  # a load that ran out of LOAD_TIMEOUT is not retried until the settings change
         try:
-            model, previous, changed = await anyio.to_thread.run_sync(holder.reload)
+            model, previous, changed = await holder.reload_async()
         except ModelFileError as exc:
             seen = identity
             key = (identity, str(exc))

@@ -315,3 +315,128 @@ def node() -> str:
     if not (ROOT / "examples" / "node" / "node_modules" / "onnxruntime-node").is_dir():
         pytest.fail("examples/node/node_modules is missing: run `make test` (npm ci --prefix examples/node)")
     return exe
+
+
+def prometheus_tool(name: str) -> str:
+    """Debian's ``prometheus`` or ``promtool`` (scripts/install_prometheus.sh); skips without it
+    (fails under CI)."""
+    import pytest
+
+    exe = shutil.which(name, path="/usr/bin:" + os.environ.get("PATH", ""))
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing: CI must run scripts/install_prometheus.sh first")
+        pytest.skip(f"{name} is missing (scripts/install_prometheus.sh installs it)")
+    return exe
+
+
+def republish(p: Project, version: int, change: Callable[[dict[str, str]], None]) -> dict[str, object]:
+    """Publish v1 of ``p`` as ``version`` with its ``metadata_props`` changed by ``change`` (a dict it
+    edits in place); returns the pointer record naming it (sha256 included)."""
+    import hashlib
+
+    import onnx
+
+    model = onnx.load_model_from_string((p.registry / "diamond_price-v1.onnx").read_bytes())
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    change(props)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    blob = model.SerializeToString()
+    (p.registry / f"diamond_price-v{version}.onnx").write_bytes(blob)
+    record = json.loads(p.settings.read_text())
+    return {
+        **record,
+        "version": version,
+        "path": f"model_registry/diamond_price-v{version}.onnx",
+        "sha256": hashlib.sha256(blob).hexdigest(),
+    }
+
+
+# -- a model that passes the load checks but is slow, or never ends ------------------------------
+
+
+def slow_model(offset: float, scale: float) -> bytes:
+    """A real ONNX model with the service's interface (price = 1000 x carat) that first spins an
+    ONNX Loop ``(max(carat) - offset) x scale`` times (about 3 us each): ``offset=0.2, scale=1e7``
+    is instant for the trial row (carat 0.2) and endless for a carat of 3; ``offset=0`` never
+    finishes even the trial."""
+    from onnx import TensorProto
+    from onnx import helper as h
+
+    f, text = TensorProto.FLOAT, TensorProto.STRING
+    inputs = [h.make_tensor_value_info("carat", f, [None, 1])]
+    inputs += [h.make_tensor_value_info(n, text, [None, 1]) for n in ("cut", "color", "clarity")]
+    body = h.make_graph(
+        [h.make_node("Identity", ["cond_in"], ["cond_out"]), h.make_node("Add", ["v_in", "one"], ["v_out"])],
+        "spin",
+        [
+            h.make_tensor_value_info("i", TensorProto.INT64, []),
+            h.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            h.make_tensor_value_info("v_in", f, []),
+        ],
+        [h.make_tensor_value_info("cond_out", TensorProto.BOOL, []), h.make_tensor_value_info("v_out", f, [])],
+        [h.make_tensor("one", f, [], [1.0])],
+    )
+    nodes = [
+        h.make_node("Sub", ["carat", "offset"], ["shifted"]),
+        h.make_node("Mul", ["shifted", "scale"], ["scaled"]),
+        h.make_node("ReduceMax", ["scaled"], ["most"], keepdims=0),
+        h.make_node("Cast", ["most"], ["trips"], to=TensorProto.INT64),
+        h.make_node("Loop", ["trips", "true", "zero"], ["spun"], body=body),
+        h.make_node("Mul", ["spun", "zero"], ["nothing"]),
+        h.make_node("Mul", ["carat", "thousand"], ["base"]),
+        h.make_node("Add", ["base", "nothing"], ["price"]),
+    ]
+    constants = [
+        h.make_tensor("offset", f, [], [offset]),
+        h.make_tensor("scale", f, [], [scale]),
+        h.make_tensor("true", TensorProto.BOOL, [], [True]),
+        h.make_tensor("zero", f, [], [0.0]),
+        h.make_tensor("thousand", f, [], [1000.0]),
+    ]
+    graph = h.make_graph(nodes, "slow", inputs, [h.make_tensor_value_info("price", f, [None, 1])], constants)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+def point_at(p: Project, version: int, blob: bytes) -> None:
+    """Publish ``blob`` as ``version`` in ``p``'s registry and point the settings at it."""
+    import hashlib
+
+    (p.registry / f"diamond_price-v{version}.onnx").write_bytes(blob)
+    record = json.loads(p.settings.read_text()) if p.settings.exists() else {"mae": 1.0}
+    record |= {
+        "version": version,
+        "path": f"model_registry/diamond_price-v{version}.onnx",
+        "sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    write_atomically(p.settings, record)
+
+
+# -- imports into diamond.db ---------------------------------------------------------------------
+
+
+def sales_csv(path: Path, rows: int = 200, *, offset: int = 40_000, extra: tuple[str, ...] = ()) -> Path:
+    """A CSV file of ``rows`` real rows of diamond.db (from ``offset``, every column but the key),
+    then the ``extra`` lines as written: what a shop exports, for ``python -m training import``."""
+    src = sqlite3.connect(f"file:{REPO_DB}?mode=ro", uri=True)
+    cols = ", ".join(f'"{c}"' for c in COLUMNS)
+    data = src.execute(f"SELECT {cols} FROM diamonds ORDER BY id LIMIT ? OFFSET ?", (rows, offset)).fetchall()
+    src.close()
+    lines = [",".join(COLUMNS), *(",".join(str(v) for v in row) for row in data), *extra]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def table_state(db: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every row of the diamonds table and every schema entry: 'nothing changed' is equality.
+    Opened for writing, so that SQLite rolls back what a killed writer left (it writes nothing else)."""
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT * FROM diamonds ORDER BY id").fetchall()
+        schema = con.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    finally:
+        con.close()
+    return rows, schema

@@ -93,7 +93,7 @@ class _FixedSession:
     def get_modelmeta(self) -> SimpleNamespace:
         return SimpleNamespace(custom_metadata_map={"price_range_level": "0.8"})
 
-    def run(self, names: list[str], feeds: Any) -> list[np.ndarray]:
+    def run(self, names: list[str], feeds: Any, options: Any = None) -> list[np.ndarray]:
         return [self.values[:, [i]] for i in range(len(names))]
 
 

@@ -29,6 +29,7 @@ from devtools.server import running_server
 from inference.config import Settings
 from tests.helpers import ROOT, node
 from training.data import max_price_from_env
+from training.importer import Limits
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -212,10 +213,14 @@ def test_every_setting_the_service_and_training_read_is_documented() -> None:
     env = Reads()
     Settings.from_env(env)
     max_price_from_env(env)
-    documented = "".join((ROOT / "docs" / page).read_text() for page in ("operations.md", "security.md", "training.md"))
+    Limits.from_env(env)
+    pages = ("operations.md", "security.md", "training.md", "import.md")
+    documented = "".join((ROOT / "docs" / page).read_text() for page in pages)
     assert len(env.names) >= 15, env.names
     undocumented = {name for name in env.names if f"`{name}`" not in documented}
-    assert not undocumented, f"settings with no line in docs/operations.md, security.md or training.md: {undocumented}"
+    assert not undocumented, (
+        f"settings with no line in docs/operations.md, security.md, training.md or import.md: {undocumented}"
+    )
 
 
 def test_shapes_tell_answers_apart() -> None:

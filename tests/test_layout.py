@@ -19,7 +19,7 @@ ALLOWED = {  # what each layer may import of inference/, besides the core module
     "v2": {"rest", "v2"},
     "pages": {"rest", "pages"},
 }
-CONTRACT = {"schema", "paths", "config", "logs", "modelsettings", "onnx_io", "strict_json"}
+CONTRACT = {"schema", "paths", "config", "logs", "modelsettings", "onnx_io", "strict_json", "baseline"}
 """The inference modules training may import: none of them imports starlette."""
 TRAINING_STACK = ("sklearn", "pandas", "skl2onnx", "onnx", "lightgbm", "matplotlib", "training")
 

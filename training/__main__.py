@@ -1,16 +1,21 @@
-"""Command line: ``python -m training [train|versions|promote|export-triton]``.
+"""Command line: ``python -m training [train|versions|promote|export-triton|import|data]``.
 
     python -m training                       # train, gate, promote or reject
     python -m training --db D --settings S --registry R
     python -m training versions              # list registry versions, mark the current one
     python -m training promote --version N   # point modelsettings.json at version N
     python -m training export-triton --version N OUT   # a Triton model repository from version N
+    python -m training import FILE [--db D]  # add a CSV file's rows to the database (docs/import.md)
+    python -m training data [--db D]         # the database's rows and every import
 
-Environment: DIAMOND_DB, MODEL_SETTINGS, MODEL_REGISTRY (paths, as the options), and MAX_PRICE
-(default 1000000): rows priced above it in USD are removed by cleaning, like non-finite ones.
+Environment: DIAMOND_DB, MODEL_SETTINGS, MODEL_REGISTRY (paths, as the options), MAX_PRICE
+(default 1000000): rows priced above it in USD are removed by cleaning, like non-finite ones, and
+MAX_TRAIN_ROWS (default 2000000): a table with more rows is refused before they are read.
+An import reads IMPORT_MAX_REFUSED, IMPORT_BUSY_TIMEOUT and IMPORT_MAX_LINE (docs/import.md).
 
 Exit status: 0 when a run completes (candidate promoted or rejected), 1 on an
-error (nothing changed), 75 when ``--no-wait`` finds another run holding the lock.
+error (nothing changed), 75 when ``--no-wait`` finds another run holding the lock (or an import
+finds the database locked past IMPORT_BUSY_TIMEOUT).
 A training run, completed or failed, ends by printing ``report: <path>``: its HTML report.
 """
 
@@ -26,7 +31,7 @@ from inference.modelsettings import ModelFileError
 from training.paths import TrainingPaths
 
 log = logging.getLogger("training")
-COMMANDS = ("train", "versions", "promote", "export-triton")
+COMMANDS = ("train", "versions", "promote", "export-triton", "import", "data")
 EX_TEMPFAIL = 75
 
 
@@ -48,6 +53,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     triton = sub.add_parser("export-triton", parents=[common], help="write a Triton model repository")
     triton.add_argument("--version", type=int, required=True, help="the registry version to export")
     triton.add_argument("out", type=Path, help="the model repository directory (created if missing)")
+    load = sub.add_parser("import", parents=[common], help="add the rows of a CSV file to the database")
+    load.add_argument("file", type=Path, help="CSV with a header: carat, cut, color, clarity, price (any case)")
+    load.add_argument("--accept-partial", action="store_true", help="import the good rows however many are refused")
+    load.add_argument("--max-refused", type=float, help="share of refused rows that refuses the file (default 0.1)")
+    load.add_argument("--busy-timeout", type=float, help="seconds to wait for another writer (default 10)")
+    load.add_argument("--rejects", type=Path, help="where refused rows go (default: FILE.rejects.csv)")
+    sub.add_parser("data", parents=[common], help="the database's rows and every import")
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["train", *argv]
     return parser.parse_args(argv)
@@ -58,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     configure_logging(fmt="%(message)s")
     paths = TrainingPaths.from_env(db=args.db, settings=args.settings, registry=args.registry)
+
+    if args.command in ("import", "data"):  # without the fitting libraries: an import streams in little memory
+        from training.imports_cli import run_command
+
+        return run_command(args, paths.db)
 
     # Imported here so that `--help` and argument errors stay instant.
     from training import data, train, triton, versions
@@ -72,7 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export-triton":
             triton.export(registry, args.version, args.out)
         else:
-            outcome = train.run(paths, wait=not args.no_wait, max_price=data.max_price_from_env())
+            from training.progress import Progress
+
+            with Progress() as progress:  # on a terminal, a live line with the stage and an estimate
+                outcome = train.run(
+                    paths,
+                    wait=not args.no_wait,
+                    max_price=data.max_price_from_env(),
+                    max_rows=data.max_rows_from_env(),
+                    progress=progress,
+                )
             print(f"report: {outcome.report}", flush=True)
     except RegistryBusy as exc:
         log.error("error: %s", exc)

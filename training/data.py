@@ -17,6 +17,7 @@ import pandas as pd
 
 from inference.config import ConfigError, number_from_env
 from inference.schema import FEATURES, FeatureSchema
+from training import rules
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ HOLDOUT_BUCKETS = 10
 """A row is in the holdout when sha256 of its key, as a number, is 0 modulo this."""
 MAX_PRICE = 1_000_000.0
 """Default bound on a believable price in USD (``MAX_PRICE``); rows above it are removed."""
+MAX_ROWS = 2_000_000
+"""Default bound on the rows a run reads (``MAX_TRAIN_ROWS``): past it the run stops before reading
+them, with a message, instead of holding gigabytes of rows in memory."""
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
@@ -45,6 +49,15 @@ def max_price_from_env(env: Mapping[str, str] | None = None) -> float:
             lambda v: math.isfinite(v) and v > 0,
             "a finite positive number",
         )
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
+
+
+def max_rows_from_env(env: Mapping[str, str] | None = None) -> int:
+    """``MAX_TRAIN_ROWS`` from the environment, else :data:`MAX_ROWS`; :class:`DataError` if unusable."""
+    try:
+        env = os.environ if env is None else env
+        return number_from_env(env, "MAX_TRAIN_ROWS", MAX_ROWS, lambda v: v >= 1, "a positive integer", int)
     except ConfigError as exc:
         raise DataError(str(exc)) from None
 
@@ -90,34 +103,23 @@ def holdout_mask(keys: np.ndarray) -> np.ndarray:
     )
 
 
-def load(db: Path, schema: FeatureSchema = FEATURES, max_price: float = MAX_PRICE) -> Dataset:
-    """The clean rows of ``db``; raises :class:`DataError` with a one-line cause."""
-    raw = _read(db, [*schema.names, schema.target])
+def load(db: Path, schema: FeatureSchema = FEATURES, max_price: float = MAX_PRICE, max_rows: int = MAX_ROWS) -> Dataset:
+    """The clean rows of ``db``; raises :class:`DataError` with a one-line cause (also when the
+    table holds more than ``max_rows`` rows, before any is read)."""
+    raw = _read(db, [*schema.names, schema.target], max_rows)
     ds = Dataset(frame=raw, rows_read=len(raw))
     log.info("read %d rows from %s", len(raw), db)
 
-    df = raw
+    checked = rules.check(raw, schema, max_price)
+    for rule, count in checked.counts().items():
+        ds.removed[rule] = count
+        log.info("cleaning: %-28s removed %6d rows", rule, count)
+    keep = checked.passed
+    df = raw.loc[keep].copy()
+    for column in [*schema.numeric, schema.target]:
+        df[column] = checked.numbers[column][keep]
     needed = [*schema.names, schema.target]
-    df = _drop(ds, df, df[needed].isna().any(axis=1), "NULL in a feature or the price")
-    numeric = [*schema.numeric, schema.target]
-    bad_number = np.zeros(len(df), dtype=bool)
-    for column in numeric:
-        values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float, na_value=math.nan)
-        bad_number |= ~np.isfinite(values)
-    df = _drop(ds, df, bad_number, "not a finite number")
-    df = df.astype({c: "float64" for c in numeric})
-    unknown = np.zeros(len(df), dtype=bool)
-    for name, allowed in schema.categorical.items():
-        unknown |= ~df[name].isin(allowed).to_numpy()
-    df = _drop(ds, df, unknown, "unknown category")
-    non_positive = (df[list(schema.numeric)].le(0).any(axis=1) | df[schema.target].le(0)).to_numpy()
-    df = _drop(ds, df, non_positive, "non-positive carat or price")
-    df = _drop(ds, df, df[schema.target].gt(max_price).to_numpy(), "price above MAX_PRICE")
-    out_of_range = np.zeros(len(df), dtype=bool)
-    for name, (lo, hi) in schema.numeric.items():
-        out_of_range |= ~df[name].between(lo, hi).to_numpy()
-    df = _drop(ds, df, out_of_range, "outside the schema's range")
-    df = _drop(ds, df, df.duplicated(subset=needed, keep="first").to_numpy(), "duplicate of an earlier row")
+    df = _drop(ds, df, df.duplicated(subset=needed, keep="first").to_numpy(), rules.DUPLICATE)
     if df.empty:
         raise DataError(f"no usable rows in {db} (read {len(raw)}, all removed by cleaning)")
     for name in schema.categorical:
@@ -134,14 +136,46 @@ def _drop(ds: Dataset, df: pd.DataFrame, mask: np.ndarray | pd.Series, rule: str
     return df.loc[~mask]
 
 
-def _read(db: Path, columns: list[str]) -> pd.DataFrame:
-    """The key (as :data:`KEY`) and ``columns`` of every row, ordered by key."""
+def open_read_only(db: Path) -> sqlite3.Connection:
+    """``db`` for reading, after SQLite's own recovery of a write that was killed.
+
+    A process killed mid-transaction leaves ``db-journal`` beside the database (a hot journal);
+    a read-only connection cannot roll it back and refuses to read. Opening the file for writing
+    once and reading it makes SQLite restore the last committed state; nothing else is written.
+    """
     if not db.is_file():
         raise DataError(f"database not found: {db}")
+    journal = db.with_name(db.name + "-journal")
+    if journal.exists() and journal.stat().st_size > 0:
+        try:
+            con = sqlite3.connect(db, timeout=5)
+            try:
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            pass  # no write access, or another writer: the read below says what is wrong
     try:
         con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise DataError(f"cannot open database {db}: {exc}") from None
+    try:
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        con.close()
+        if journal.exists() and journal.stat().st_size > 0:
+            raise DataError(
+                f"cannot read database {db}: a write was interrupted and left {journal.name}, which only a "
+                "process allowed to write the database can roll back (e.g. `python -m training data` run "
+                "with write access to its directory)"
+            ) from None
+        raise DataError(f"cannot read database {db}: {exc}") from None
+    return con
+
+
+def _read(db: Path, columns: list[str], max_rows: int = MAX_ROWS) -> pd.DataFrame:
+    """The key (as :data:`KEY`) and ``columns`` of every row, ordered by key."""
+    con = open_read_only(db)
     try:
         try:
             info = con.execute(f"PRAGMA table_info({quote_identifier(TABLE)})").fetchall()
@@ -153,10 +187,16 @@ def _read(db: Path, columns: list[str]) -> pd.DataFrame:
         missing = [c for c in columns if c not in present]
         if missing:
             raise DataError(f"table {TABLE!r} in {db} lacks column(s): {', '.join(missing)}")
-        key = _key_column(info, db)
+        key = key_column(info, db)
         select = ", ".join([key, *(quote_identifier(c) for c in columns)])
         table = quote_identifier(TABLE)
         try:
+            total = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            if total > max_rows:
+                raise DataError(
+                    f"table {TABLE!r} in {db} has {total} rows, more than MAX_TRAIN_ROWS={max_rows}: "
+                    "raise the limit (and the memory the run may use) or train on a sample"
+                )
             bad_keys = con.execute(f"SELECT count(*) FROM {table} WHERE typeof({key}) != 'integer'").fetchone()[0]
             if bad_keys:
                 raise DataError(f"table {TABLE!r} in {db}: {bad_keys} row(s) have a key that is not an integer")
@@ -168,7 +208,7 @@ def _read(db: Path, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=[KEY, *columns])
 
 
-def _key_column(info: list[tuple[object, ...]], db: Path) -> str:
+def key_column(info: list[tuple[object, ...]], db: Path) -> str:
     """The row key as an SQL expression: the table's INTEGER PRIMARY KEY column, or ``rowid``
     when it declares no primary key. Any other key (TEXT, REAL, several columns) is refused."""
     primary = [row for row in info if row[5]]  # (cid, name, type, notnull, default, pk)

@@ -17,7 +17,7 @@ prediction can change; :mod:`training.onnx_lookup` turns that into an exact tabl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -108,6 +108,14 @@ INTERVAL_BOOSTER: dict[str, Any] = {
 }  # fmt: skip
 """Hyper-parameters of the two quantile models (one fit each for the lower and upper bound)."""
 
+FitHook = Callable[[HistGradientBoostingRegressor, np.ndarray, np.ndarray], HistGradientBoostingRegressor]
+"""Fits one booster on (X, y) and returns it: how a caller watches the fits (training's progress)."""
+
+
+def _fit(model: HistGradientBoostingRegressor, X: np.ndarray, y: np.ndarray) -> HistGradientBoostingRegressor:
+    return model.fit(X, y)
+
+
 CALIBRATION_SHARE = 0.2
 """Share of the training rows held back from the quantile models to calibrate the interval."""
 
@@ -169,31 +177,47 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         upper = np.where(carat >= self.upper_from, carat, np.nan)
         return np.hstack([X, upper])
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> BoostedLogPrice:
-        """Fit the boosters on log(``y``) and, with an interval, the calibrated price range."""
+    def planned_iterations(self) -> list[int]:
+        """The boosting iterations of each fit :meth:`fit` runs, in order (for a progress estimate)."""
+        boosters = [*self.boosters, *([self.interval_booster] * (2 if self.interval is not None else 0))]
+        return [int(params.get("max_iter", 100)) for params in boosters]
+
+    def fit(self, X: np.ndarray, y: np.ndarray, progress: FitHook | None = None) -> BoostedLogPrice:
+        """Fit the boosters on log(``y``) and, with an interval, the calibrated price range.
+
+        ``progress``, if given, runs each booster's fit (see :data:`FitHook`)."""
+        fit_one = progress or _fit
         X = as_float32(X)
         features = self._features(X)
         target = np.log(np.asarray(y, dtype=np.float64))
         self.models_ = [
-            HistGradientBoostingRegressor(loss="absolute_error", early_stopping=False, **params).fit(features, target)
+            fit_one(
+                HistGradientBoostingRegressor(loss="absolute_error", early_stopping=False, **params), features, target
+            )
             for params in self.boosters
         ]
         self.bounds_: list[HistGradientBoostingRegressor] = []
         self.margin_ = 0.0
         self.calibration_rows_ = 0
         if self.interval is not None:
-            self._fit_interval(features, target, self.interval)
+            self._fit_interval(features, target, self.interval, fit_one)
         self.n_features_in_ = X.shape[1]
         return self
 
-    def _fit_interval(self, features: np.ndarray, target: np.ndarray, interval: tuple[float, float]) -> None:
+    def _fit_interval(
+        self, features: np.ndarray, target: np.ndarray, interval: tuple[float, float], fit_one: FitHook = _fit
+    ) -> None:
         calibrate = np.random.default_rng(0).random(len(target)) < CALIBRATION_SHARE
         fit = ~calibrate
         self.calibration_rows_ = int(calibrate.sum())
         self.bounds_ = [
-            HistGradientBoostingRegressor(
-                loss="quantile", quantile=q, early_stopping=False, **self.interval_booster
-            ).fit(features[fit], target[fit])
+            fit_one(
+                HistGradientBoostingRegressor(
+                    loss="quantile", quantile=q, early_stopping=False, **self.interval_booster
+                ),
+                features[fit],
+                target[fit],
+            )
             for q in interval
         ]
         low, high = (m.predict(features[calibrate]) for m in self.bounds_)

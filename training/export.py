@@ -12,7 +12,7 @@ skl2onnx converts the whole pipeline, preprocessing included (the regressor thro
 * operators: only those every onnxruntime from :data:`MIN_ONNXRUNTIME` on implements
   (default opset :data:`OPSET`, ``ai.onnx.ml`` opset 3);
 * ``metadata_props``: name, version, the feature schema, the outputs, the minimum
-  onnxruntime, the MAE and its protocol.
+  onnxruntime, the MAE and its protocol, the training rows' input baseline (``input_baseline``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
+from inference.baseline import BASELINE_KEY, Baseline
 from inference.modelsettings import MODEL_NAME
 from inference.onnx_io import OUTPUT, make_feeds, open_session, predict_outputs
 from inference.schema import FEATURES, FeatureSchema
@@ -56,8 +57,10 @@ def to_onnx(
     version: int,
     metadata: dict[str, Any],
     schema: FeatureSchema = FEATURES,
+    baseline: Baseline | None = None,
 ) -> onnx.ModelProto:
-    """The fitted ``pipeline`` as an ONNX model with the project's interface."""
+    """The fitted ``pipeline`` as an ONNX model with the project's interface, carrying the training
+    rows' ``baseline`` (:mod:`training.baseline`) when given."""
     onnx_converters.register()
     initial_types: list[tuple[str, Any]] = [(n, FloatTensorType([None, 1])) for n in schema.numeric]
     initial_types += [(n, StringTensorType([None, 1])) for n in schema.categorical]
@@ -87,6 +90,7 @@ def to_onnx(
         "outputs": _json(list(outputs)),
         "min_onnxruntime": MIN_ONNXRUNTIME,
         **_range_props(pipeline),
+        **({} if baseline is None else {BASELINE_KEY: baseline.to_json()}),
         **{k: v if isinstance(v, str) else _json(v) for k, v in metadata.items()},
     }
     helper.set_model_props(model, props)

@@ -14,28 +14,36 @@ rows (:func:`score`). The rules, in order (:func:`decide`):
    the tolerance is the plain 3 points.
 3. With no current model, or one whose MAE is not finite (it cannot price every held-out
    row), the candidate is promoted.
-4. A strictly lower MAE promotes.
+4. **A lower MAE, on evidence.** The candidate is promoted when the 95% paired bootstrap
+   interval of the MAE difference (candidate - current, :mod:`training.bootstrap`) lies
+   entirely below zero. The holdout MAE has a standard error of several dollars, so a
+   candidate a few dollars lower by the rows' luck alone is not promoted.
 5. **As good, and more capable.** A candidate whose MAE is not higher than the current
-   model's, and which adds a capability the current model lacks (a price range, or a
-   graph that runs on an older onnxruntime), is promoted. This is how a change of
+   model's, and which adds a capability the current model lacks (a price range, a
+   graph that runs on an older onnxruntime, or an input baseline the service's drift watch
+   compares traffic with), is promoted. This is how a change of
    format or interface reaches the registry through the gate rather than by hand; MAE
    stays the primary criterion, since it can only tie, never lose.
-6. Anything else is rejected.
+6. Anything else is rejected: "not distinguishable" when the MAE is lower but the
+   interval reaches zero, "MAE not lower" otherwise.
 
-The decision's reason names the figures it used; training logs it and writes it to the
-history, so no promotion or rejection is ever silent.
+The decision's reason names the figures it used, the difference with its interval
+included; training logs it and writes it to the history, so no promotion or rejection is
+ever silent.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from inference.baseline import BASELINE_KEY, Baseline
 from inference.onnx_io import OUTPUT, RANGE_OUTPUTS, make_feeds, metadata, open_session, predict_outputs, range_level
 from inference.schema import FEATURES
+from training.bootstrap import Difference, paired_difference
 
 COVERAGE_TOLERANCE = 0.03
 """Largest allowed |coverage - nominal level| of a candidate's price range on the holdout."""
@@ -67,6 +75,11 @@ class Scores:
     """Training rows the range was calibrated on (from the model's metadata)."""
     version: int | None = None
     """The registry version scored, for the reason's wording; None when not given (the candidate)."""
+    baseline: bool = False
+    """Whether the model carries a readable input baseline (drift watch)."""
+    errors: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Absolute error per held-out row, in the rows' order (infinite where unpriced): what the
+    paired bootstrap resamples. None for figures without their rows, which rule 4 cannot use."""
 
     def coverage_tolerance(self) -> float:
         """:data:`COVERAGE_TOLERANCE`, or :data:`NOISE_SIGMAS` standard errors where larger."""
@@ -83,6 +96,8 @@ class Scores:
             found.add(f"a price range ({self.level:.0%})")
         if self.min_onnxruntime is not None and _version(self.min_onnxruntime) <= PORTABLE_RUNTIME:
             found.add(f"runs on onnxruntime >= {self.min_onnxruntime}")
+        if self.baseline:
+            found.add("an input baseline for drift")
         return frozenset(found)
 
     def describe(self) -> str:
@@ -105,6 +120,8 @@ class Decision:
 
     promote: bool
     reason: str
+    difference: Difference | None = None
+    """The paired bootstrap of the MAE difference (candidate - current), where both were scored."""
 
 
 @dataclass(frozen=True)
@@ -150,10 +167,14 @@ def score(blob: bytes, holdout: pd.DataFrame, version: int | None = None) -> Sco
 def _scores(
     values: np.ndarray, actual: np.ndarray, props: dict[str, str], rows: int, version: int | None, level: float | None
 ) -> Scores:
+    baseline = _has_baseline(props)
     errors = np.abs(values[:, 0] - actual)
-    mae = float(np.mean(np.where(np.isnan(errors), np.inf, errors)))
+    errors = np.where(np.isnan(errors), np.inf, errors)
+    mae = float(np.mean(errors))
     if level is None:
-        return Scores(mae, props.get("min_onnxruntime"), holdout_rows=rows, version=version)
+        return Scores(
+            mae, props.get("min_onnxruntime"), holdout_rows=rows, version=version, baseline=baseline, errors=errors
+        )
     coverage, mean_width = range_figures(values[:, 1], values[:, 2], actual)
     return Scores(
         mae,
@@ -164,6 +185,8 @@ def _scores(
         holdout_rows=rows,
         calibration_rows=int(props.get("price_range_calibration_rows", "0") or 0),
         version=version,
+        baseline=baseline,
+        errors=errors,
     )
 
 
@@ -186,12 +209,35 @@ def decide(candidate: Scores, current: Scores | None) -> Decision:
     versus = f"candidate {candidate.describe()} vs {label} {current.describe()}"
     if not math.isfinite(current.mae):
         return Decision(True, f"the current model cannot price every held-out row: {versus}")
-    if candidate.mae < current.mae:
-        return Decision(True, f"lower MAE: {versus}")
+    difference = _difference(candidate, current)
+    if difference is not None:
+        versus += f"; difference {difference.describe()}"
+    if difference is not None and difference.below_zero:
+        return Decision(True, f"lower MAE, the interval of the difference below zero: {versus}", difference)
     added = sorted(candidate.capabilities - current.capabilities)
     if added and candidate.mae <= current.mae:
-        return Decision(True, f"as good (MAE not higher) and adds {' and '.join(added)}: {versus}")
-    return Decision(False, f"MAE not lower: {versus}")
+        return Decision(True, f"as good (MAE not higher) and adds {' and '.join(added)}: {versus}", difference)
+    if candidate.mae < current.mae:
+        return Decision(False, f"not distinguishable: lower MAE, but not beyond the rows' noise: {versus}", difference)
+    return Decision(False, f"MAE not lower: {versus}", difference)
+
+
+def _difference(candidate: Scores, current: Scores) -> Difference | None:
+    """The paired bootstrap over both models' per-row errors; None without them, or on different rows."""
+    if candidate.errors is None or current.errors is None or candidate.errors.shape != current.errors.shape:
+        return None
+    return paired_difference(candidate.errors, current.errors)
+
+
+def _has_baseline(props: dict[str, str]) -> bool:
+    text = props.get(BASELINE_KEY)
+    if text is None:
+        return False
+    try:
+        Baseline.from_json(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -185,6 +185,28 @@ class Registry:
         finally:
             os.close(fd)
 
+    def history_size(self) -> int | None:
+        """The size of ``history.jsonl`` now; None when there is none (see :meth:`withdraw`)."""
+        try:
+            return (self.directory / "history.jsonl").stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def withdraw(self, version: int, report: Path, history_size: int | None) -> None:
+        """Undo a promotion that failed before its pointer was written: remove ``version``'s model,
+        digest and ``report``, and cut ``history.jsonl`` back to ``history_size`` bytes. Only files
+        this run created are removed (the version is new; :meth:`publish` never replaces a file)."""
+        for path in (self.model_path(version), self._digest_path(version), report):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        history = self.directory / "history.jsonl"
+        with contextlib.suppress(FileNotFoundError):
+            if history_size is None:
+                history.unlink()
+            else:
+                os.truncate(history, history_size)
+        _fsync_dir(self.directory)
+
     def relative_model_path(self, version: int) -> str:
         """The model's path as the pointer records it: relative to the settings file's directory."""
         return os.path.relpath(self.model_path(version).resolve(), self.settings_path.parent.resolve())

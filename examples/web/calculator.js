@@ -111,6 +111,46 @@ export function problem(row, schema) {
   return null;
 }
 
+/** A carat as typed: with a decimal point or a decimal comma ("0,7" is 0.7, as most of the world
+ * writes it); null when empty, NaN when it is not a plain decimal number. */
+export function parseCarat(text) {
+  const typed = String(text ?? '').trim();
+  if (typed === '') return null;
+  return /^[-+]?(\d+([.,]\d*)?|[.,]\d+)$/.test(typed) ? Number(typed.replace(',', '.')) : NaN;
+}
+
+const clip = (text) => JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
+
+/** The form's values that a link's query string gives (``?carat=0.7&cut=Ideal&color=E&clarity=VS1``),
+ * and, in words, those it gives that cannot be used. Other parameters are left alone. */
+export function fromQuery(search, schema) {
+  const params = new URLSearchParams(search);
+  const values = {};
+  const ignored = [];
+  const { min, max } = schema.numeric.carat;
+  if (params.has('carat')) {
+    const raw = params.get('carat');
+    const carat = parseCarat(raw);
+    if (carat !== null && carat >= min && carat <= max) values.carat = String(carat);
+    else ignored.push(`carat ${clip(raw)} (a number from ${min} to ${max})`);
+  }
+  for (const [name, allowed] of Object.entries(schema.categorical)) {
+    if (!params.has(name)) continue;
+    const raw = params.get(name);
+    const found = allowed.find((value) => value.toLowerCase() === raw.trim().toLowerCase());
+    if (found) values[name] = found;
+    else ignored.push(`${name} ${clip(raw)} (one of ${allowed.join(', ')})`);
+  }
+  return { values, ignored };
+}
+
+/** The query string of a link to this diamond: the carat with a decimal point when it is a number. */
+export function toQuery(caratText, choices) {
+  const carat = parseCarat(caratText);
+  const text = carat === null || Number.isNaN(carat) ? String(caratText ?? '').trim() : String(carat);
+  return new URLSearchParams({ carat: text, ...choices }).toString();
+}
+
 const usd = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
 const cents = (value) => usd.format(Math.round(value * 100) / 100);
 
@@ -144,13 +184,17 @@ async function start() {
     select.selectedIndex = Math.floor(allowed.length / 2);
   }
   const carat = document.getElementById('carat');
-  Object.assign(carat, { min: schema.numeric.carat.min, max: schema.numeric.carat.max });
+  // A link may carry the diamond: what fits the schema fills the form, the rest is named, not used.
+  const linked = fromQuery(window.location.search, schema);
+  for (const [name, value] of Object.entries(linked.values)) document.getElementById(name).value = value;
+  const note = document.getElementById('link');
+  note.hidden = linked.ignored.length === 0;
+  note.textContent = note.hidden ? '' : `Not taken from the link: ${linked.ignored.join('; ')}.`;
+  const choices = () => Object.fromEntries(Object.keys(schema.categorical).map((n) => [n, document.getElementById(n).value]));
   let asked = 0;
   const update = async () => {
     const turn = ++asked;
-    const text = carat.value.trim();
-    const row = { carat: text === '' ? null : Number(text) };
-    for (const name of Object.keys(schema.categorical)) row[name] = document.getElementById(name).value;
+    const row = { carat: parseCarat(carat.value), ...choices() };
     const why = problem(row, schema);
     if (why) return show(row, why);
     const outputs = Object.fromEntries(Object.entries(await runModel(model, [row])).map(([k, v]) => [k, v[0]]));
@@ -158,7 +202,13 @@ async function start() {
     if (!Number.isFinite(outputs.price)) return show(row, 'The model cannot price this diamond.');
     return show(row, '', outputs);
   };
-  form.addEventListener('input', update);
+  form.addEventListener('input', () => {
+    // The address bar follows the form, so that the price can be shared as a link.
+    const url = new URL(window.location.href);
+    url.search = toQuery(carat.value, choices());
+    window.history.replaceState(null, '', url);
+    return update();
+  });
   form.addEventListener('submit', (event) => event.preventDefault());
   for (const element of form.elements) element.disabled = false;
   about.textContent = `${settings.name} v${settings.version} (MAE $${settings.mae.toFixed(2)}), onnxruntime-web ${model.runtime}`;

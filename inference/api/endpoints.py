@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from inference.api.bodies import Diamond
 from inference.api.validate import parse_json, validate_columns
-from inference.errors import ReloadFailed, Unauthorized
+from inference.errors import ReloadFailed, Unauthorized, hide_paths
 from inference.holder import LoadedModel, ModelHolder
 from inference.modelsettings import REPORT_ROUTE, ModelFileError, report_exists
 from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
@@ -83,7 +83,8 @@ async def diamond_price(request: Request) -> Response:
 async def diamond_prices(request: Request) -> Response:
     body = await read_body(request)
     args = (holder_of(request), body, settings_of(request).max_error_fields)
-    if len(body) <= INLINE_BODY_BYTES:
+    model = holder_of(request).current
+    if len(body) <= INLINE_BODY_BYTES and not (model is not None and model.speed.slow):
         rows, response = _price_batch(*args)
     else:
         rows, response = await off_loop(request, _price_batch, *args)
@@ -121,11 +122,12 @@ async def update_model(request: Request) -> Response:
     check_token(request, settings_of(request).update_token)
     holder = holder_of(request)
     try:
-        current, previous, changed = await anyio.to_thread.run_sync(holder.reload)
+        current, previous, changed = await holder.reload_async()
     except ModelFileError as exc:
         serving = holder.current
         log.error("model reload failed, still serving %s: %s", f"v{serving.version}" if serving else "nothing", exc)
-        raise ReloadFailed(f"model not updated: {exc}", serving_version=serving.version if serving else None) from None
+        version = serving.version if serving else None
+        raise ReloadFailed(f"model not updated: {hide_paths(str(exc))}", serving_version=version) from None
     status = "updated" if changed else "unchanged"
     body = {"status": status, "version": current.version, "previous_version": previous.version if previous else None}
     return json_response(body)

@@ -20,11 +20,12 @@ from operator import itemgetter
 from typing import Annotated, Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 from starlette.requests import Request
 from typing_extensions import TypedDict
 
 from inference.api.bodies import Diamond, DiamondBatch
-from inference.errors import BadRequest, Location, field_path, invalid, problem_list
+from inference.errors import BadRequest, Location, field_path, invalid, problem_list, shown
 from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
 from inference.rest.wire import strict_loads, structural_bytes
 from inference.schema import FEATURES, MAX_BATCH, columns
@@ -54,6 +55,9 @@ def validate(model: type[M], body: bytes, limit: int) -> M:
             errors = exc.errors(include_url=False)
             if errors[0]["type"] == "json_invalid":  # then it is the only error
                 raise BadRequest(f"malformed JSON: {errors[0]['msg']}") from None
+            hint = shape_hint(model, errors)
+            if hint is not None:
+                raise invalid([hint], 1) from None
             raise invalid(problem_list(errors[:limit]), exc.error_count()) from None
     _check_size(model, body)
     if model is DiamondBatch and len(body) <= ONE_PASS_BYTES:
@@ -134,8 +138,12 @@ def _validate_carefully(model: type[M], body: bytes, limit: int) -> M:
     try:
         validated = model.model_validate(data)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        hint = shape_hint(model, errors)
+        if hint is not None and not problems:
+            raise invalid([hint], 1) from None
         total += exc.error_count()
-        problems += problem_list(exc.errors(include_url=False)[: max(limit - len(problems), 0)])
+        problems += problem_list(errors[: max(limit - len(problems), 0)])
     if total:
         raise invalid(problems[:limit], total)
     return validated
@@ -145,7 +153,7 @@ def _validate_rows(model: type[M], rows: list[Any], problems: list[dict[str, str
     """A batch's rows, slice by slice; stops listing problems at ``limit`` but counts them all."""
     if not rows or len(rows) > MAX_BATCH:
         total += 1
-        problems.append({"field": "diamonds", "problem": f"must hold 1 to {MAX_BATCH} diamonds, got {len(rows)}"})
+        problems.append(_batch_size(len(rows)))
         raise invalid(problems[:limit], total)
     valid: list[Any] = []
     for start in range(0, len(rows), SLICE_ROWS):
@@ -162,6 +170,40 @@ def _validate_rows(model: type[M], rows: list[Any], problems: list[dict[str, str
     if total:
         raise invalid(problems[:limit], total)
     return model.model_construct(diamonds=valid)
+
+
+BATCH_ONLY = 'one diamond, not a batch: wrap it in {"diamonds": [...]}, or POST it to /diamond_price'
+ARRAY_TO_BATCH = 'an array, not a batch: wrap it in {"diamonds": [...]}'
+BATCH_TO_ONE = 'a batch, not one diamond: POST {"diamonds": [...]} to /diamond_prices'
+ARRAY_TO_ONE = 'an array, not one diamond: send one object, or {"diamonds": [...]} to /diamond_prices'
+
+
+def shape_hint(model: type[BaseModel], errors: list[ErrorDetails]) -> dict[str, str] | None:
+    """One problem that says what to change, for a body of the wrong shape (a diamond sent as a
+    batch, a bare array, a batch sent as one diamond, an empty or overlong batch), instead of one
+    problem per field it lacks or has; None for any other mistake."""
+    batch = model is DiamondBatch
+    for err in errors:
+        loc, kind, value = tuple(err["loc"]), err["type"], err.get("input")
+        if loc == () and isinstance(value, list):
+            return {"field": "(body)", "problem": ARRAY_TO_BATCH if batch else ARRAY_TO_ONE}
+        if batch and loc == ("diamonds",):
+            if kind == "missing" and isinstance(value, dict) and set(value) & set(FEATURES.names):
+                return {"field": "(body)", "problem": BATCH_ONLY}
+            if kind in ("too_short", "too_long") and isinstance(value, list):
+                return _batch_size(len(value))
+            if kind == "list_type":
+                return {
+                    "field": "diamonds",
+                    "problem": f"must be an array of 1 to {MAX_BATCH} diamonds, got {shown(value)}",
+                }
+        if not batch and loc == ("diamonds",) and kind == "extra_forbidden":
+            return {"field": "(body)", "problem": BATCH_TO_ONE}
+    return None
+
+
+def _batch_size(rows: int) -> dict[str, str]:
+    return {"field": "diamonds", "problem": f"must hold 1 to {MAX_BATCH} diamonds, got {rows or 'none'}"}
 
 
 async def parse_json(request: Request, model: type[M]) -> M:

@@ -1,1 +1,1 @@
-"""Pages beside the APIs: the offline docs, the price calculator and run reports."""
+"""Pages beside the APIs: the offline docs, the price calculator, run reports and the input drift view."""

@@ -15,19 +15,20 @@ answers 503 with the command to run.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from inference.errors import ModelUnavailable, NotFound, NotInstalled
+from inference.files import FileBytes, FileRefused, read_regular, regular_identity
 from inference.modelsettings import ModelFileError, resolve_model_path
 from inference.pages.docs import AllowListedFiles
 from inference.rest.wire import json_response
-from inference.serving import holder_of, serving_model
+from inference.serving import holder_of, serving_model, settings_of
 
 PAGE = "index.html"
 OWN_FILES = ("calculator.js", "calculator.css")
@@ -67,6 +68,27 @@ async def model_settings(request: Request) -> Response:
     return json_response(model.settings.model_dump(mode="json"), headers=NO_CACHE)
 
 
+class PublishedModel:
+    """The served model's file as last read, by the file's identity: a download re-reads and
+    re-hashes it (off the event loop) only when the file changed, not per request."""
+
+    def __init__(self) -> None:
+        self._cached: FileBytes | None = None
+
+    def bytes_for(self, path: Path, sha256: str, max_bytes: int) -> bytes:
+        """The file's bytes if they still hash to ``sha256``; :class:`ModelUnavailable` otherwise."""
+        cached = self._cached
+        if cached is None or cached.identity != regular_identity(path):
+            try:
+                cached = read_regular(path, "model file", max_bytes, follow=False)
+            except FileRefused:
+                raise ModelUnavailable("the model file being served cannot be read") from None
+            self._cached = cached
+        if cached.sha256 != sha256:
+            raise ModelUnavailable("the model file changed on disk; the new model is not loaded yet")
+        return cached.data
+
+
 async def model_file(request: Request) -> Response:
     """The served model's ``.onnx`` file, checked against its sha256; 404 for any other name."""
     holder = holder_of(request)
@@ -75,11 +97,11 @@ async def model_file(request: Request) -> Response:
         raise NotFound("not found: only the model being served is published")
     try:
         path = resolve_model_path(holder.settings_path, holder.registry, model.settings.path)
-        blob = await anyio.Path(path).read_bytes()
-    except (ModelFileError, OSError):
+    except ModelFileError:
         raise ModelUnavailable("the model file being served cannot be read") from None
-    if hashlib.sha256(blob).hexdigest() != model.sha256:
-        raise ModelUnavailable("the model file changed on disk; the new model is not loaded yet")
+    published: PublishedModel = request.app.state.published_model
+    limit = settings_of(request).max_model_bytes
+    blob = await anyio.to_thread.run_sync(published.bytes_for, path, model.sha256, limit)
     return Response(blob, media_type="application/octet-stream", headers=NO_CACHE)
 
 
@@ -88,7 +110,8 @@ def calculator_routes(web_dir: Path) -> list[BaseRoute]:
     and the current model at the repository's own paths; none is in the schema."""
 
     async def to_page(request: Request) -> Response:
-        return RedirectResponse("/calculator/", status_code=308)
+        query = request.url.query  # a shared link's diamond (?carat=0.7&cut=Ideal...) survives the redirect
+        return RedirectResponse(f"/calculator/?{query}" if query else "/calculator/", status_code=308)
 
     return [
         Route("/calculator", to_page, methods=["GET"], include_in_schema=False),

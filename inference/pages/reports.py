@@ -9,18 +9,22 @@ no script and no request at all: the report inlines its styles and its plots (``
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
-from inference.errors import NotFound
-from inference.modelsettings import REPORT_ROUTE, ModelFileError, report_name, report_path
+from inference.errors import NotFound, clip_text, hide_paths
+from inference.files import FileRefused, read_regular
+from inference.modelsettings import MODEL_NAME, REPORT_ROUTE, ModelFileError, report_name, report_path
 from inference.rest.openapi import Error, Operation
 from inference.serving import settings_of
 
 MAX_VERSION_DIGITS = 9
+VERSION = re.compile(rf"[1-9][0-9]{{0,{MAX_VERSION_DIGITS - 1}}}", re.ASCII)
 # Stricter than the docs pages' policy: a report needs inline styles and data: images, nothing else.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
@@ -29,8 +33,10 @@ CONTENT_SECURITY_POLICY = (
 
 
 def parse_version(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > MAX_VERSION_DIGITS or int(raw) < 1:
-        raise NotFound(f"version: {raw[:40]!r} is not a model version (a whole number from 1)")
+    """A version as ``/`` writes it: ASCII digits, no sign, no leading zero (``str.isdigit`` also
+    accepts digits that ``int`` refuses, such as superscripts; ``003`` would alias ``3``)."""
+    if not VERSION.fullmatch(raw):
+        raise NotFound(f"version: {clip_text(ascii(raw), 40)} is not a model version (a whole number from 1)")
     return int(raw)
 
 
@@ -41,12 +47,15 @@ async def model_report(request: Request) -> Response:
         path = report_path(registry, version)
     except ModelFileError:  # it would resolve outside the registry: as good as absent
         raise NotFound(f"version {version} has no report in the registry") from None
-    try:
-        body = await anyio.Path(path).read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise NotFound(f"version {version} has no report ({report_name(version)} is not in the registry)") from None
-    except OSError as exc:
-        raise NotFound(f"version {version}'s report cannot be read: {exc.strerror}") from None
+    limit = settings_of(request).max_report_bytes
+    try:  # opened once, never blocking, never through a final link; size checked before reading
+        body = (await anyio.to_thread.run_sync(lambda: read_regular(path, "report", limit, follow=False))).data
+    except FileRefused as exc:
+        if exc.missing:
+            if not await anyio.Path(registry / f"{MODEL_NAME}-v{version}.onnx").is_file():
+                raise NotFound(f"no version {version}: the registry holds no {MODEL_NAME}-v{version}.onnx") from None
+            raise NotFound(f"version {version} has no report ({report_name(version)} is not in the registry)") from None
+        raise NotFound(f"version {version}'s report cannot be served: {hide_paths(str(exc))}") from None
     headers = {
         "Content-Security-Policy": CONTENT_SECURITY_POLICY,
         "Cache-Control": "no-cache",

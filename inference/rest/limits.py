@@ -6,9 +6,12 @@
   and a streamed body as soon as it passes the limit;
 - the whole body must arrive within ``BODY_TIMEOUT`` seconds of the request's start, or the
   answer is 408 and the connection is closed (a stalled upload cannot hold memory for ever);
-- large bodies (over :data:`FREE_BODY_BYTES`) first reserve their size from a per-process
-  budget, ``BODY_BUFFER_BYTES``; while it is spent they wait without reading, so the bytes stay
-  in the kernel's socket buffer, not in this process. Small bodies never wait;
+- the bytes a request holds beyond :data:`FREE_BODY_BYTES` are reserved from a per-process
+  budget, ``BODY_BUFFER_BYTES``: a declared ``Content-Length`` before it is read, a chunked body
+  as its chunks arrive (never the maximum up front), a gzip or deflate body again as it inflates.
+  While the budget is spent the request waits without reading, so the bytes stay in the kernel's
+  socket buffer, not in this process (and past ``BODY_TIMEOUT``, 408). Small bodies never wait;
+- a ``Transfer-Encoding`` other than ``chunked`` alone (``gzip, chunked``) is refused with 501;
 - an answer sent before its request body was fully read closes the connection, so a client
   cannot keep it open by never finishing the body.
 """
@@ -18,11 +21,19 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from typing import Any
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inference.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType, clip_text
+from inference.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+    clip_text,
+    error_body,
+)
+from inference.rest.wire import json_response
 
 FREE_BODY_BYTES = 64 * 1024
 """Bodies declared at most this large are read without reserving from the budget."""
@@ -55,48 +66,38 @@ class BodyBudget:
             self._freed = None
 
 
-class _Deadline:
-    """A request body's deadline: one timer per request, armed when the body is first awaited, that
-    cancels the request's task only while it waits inside ``limited_receive`` (between
-    :meth:`enter` and ``waiting = False``): the same bound as a cancel scope around each receive,
-    without creating one per receive."""
+class Reservation:
+    """What one request holds of the budget. It grows with the bytes the request holds: a declared
+    ``Content-Length`` at once, a chunked body as its chunks arrive, an encoded body as it inflates."""
 
-    __slots__ = ("_expired", "_task", "_timer", "at", "waiting")
+    def __init__(self, budget: BodyBudget, deadline: float, timeout: float) -> None:
+        self.budget = budget
+        self.deadline = deadline
+        self.timeout = timeout
+        self.held = 0
 
-    def __init__(self, seconds: float) -> None:
-        self.at = time.monotonic() + seconds
-        self.waiting = False
-        self._expired = False
-        self._task: asyncio.Task[Any] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+    async def cover(self, total: int) -> None:
+        """Hold enough for ``total`` bytes of this request (those over :data:`FREE_BODY_BYTES`),
+        waiting for room until the request's deadline at most (then 408)."""
+        wanted = min(total - FREE_BODY_BYTES, self.budget.capacity) - self.held
+        if wanted <= 0:
+            return
+        got = None
+        remaining = self.deadline - time.monotonic()
+        if remaining > 0:
+            with anyio.move_on_after(remaining):
+                got = await self.budget.acquire(wanted)
+        if got is None:
+            raise RequestTimeout(f"the request body did not arrive within {self.timeout:g} s")
+        self.held += got
 
-    def enter(self) -> bool:
-        """False once the deadline has passed; else the caller may wait until it does."""
-        remaining = self.at - time.monotonic()
-        if remaining <= 0:
-            return False
-        if self._timer is None:
-            self._task = asyncio.current_task()
-            self._timer = asyncio.get_running_loop().call_later(remaining, self._expire)
-        self.waiting = True
-        return True
+    def release(self) -> None:
+        self.budget.release(self.held)
+        self.held = 0
 
-    def _expire(self) -> None:
-        if self.waiting and self._task is not None:
-            self._expired = True
-            self._task.cancel()
 
-    def expired(self) -> bool:
-        """Whether a cancellation just caught came from this deadline (then it is consumed)."""
-        if not self._expired or self._task is None:
-            return False
-        self._expired = False
-        self._task.uncancel()
-        return True
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+RESERVATION = "diamond.body_reservation"
+"""The scope key of the request's :class:`Reservation` (``read_body`` grows it while inflating)."""
 
 
 class BodyLimits:
@@ -108,46 +109,45 @@ class BodyLimits:
         self.timeout = timeout
         self.budget = BodyBudget(buffer_bytes)
 
-    def _late(self) -> RequestTimeout:
-        return RequestTimeout(f"the request body did not arrive within {self.timeout:g} s")
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        codings = b",".join(v for k, v in scope["headers"] if k == b"transfer-encoding").lower()
+        if codings and codings.strip() != b"chunked":  # e.g. "gzip, chunked": never read as plain chunked
+            await self._refuse_transfer_coding(codings, scope, receive, send)
+            return
         declared = headers.get(b"content-length", b"")
-        chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        chunked = bool(codings)
         size = int(declared) if declared.isdigit() else None
         too_large = size is not None and size > self.max_bytes
         body_pending = chunked or bool(size)
-        deadline = _Deadline(self.timeout)
+        deadline = time.monotonic() + self.timeout
+        reservation = Reservation(self.budget, deadline, self.timeout)
+        scope[RESERVATION] = reservation
         received = 0
-        reserved = 0
 
         async def limited_receive() -> Message:
-            nonlocal received, reserved, body_pending
+            nonlocal received, body_pending
             if too_large:  # refused before a byte of it is read
                 raise PayloadTooLarge(f"request body exceeds the limit of {self.max_bytes} bytes")
-            if not deadline.enter():
-                raise self._late()
-            try:
-                if body_pending and not reserved:
-                    wanted = self.max_bytes if size is None else size
-                    if wanted > FREE_BODY_BYTES:
-                        reserved = await self.budget.acquire(wanted)
-                message = await receive()
-            except asyncio.CancelledError:
-                if deadline.expired():
-                    raise self._late() from None
-                raise
-            finally:
-                deadline.waiting = False
+            if body_pending:  # a declared length at once, a chunked body by what has arrived
+                await reservation.cover(size if size is not None else received)
+            remaining = deadline - time.monotonic()
+            message: Message | None = None
+            if remaining > 0:
+                with anyio.move_on_after(remaining):
+                    message = await receive()
+            if message is None:
+                raise RequestTimeout(f"the request body did not arrive within {self.timeout:g} s")
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise PayloadTooLarge(f"request body exceeds the limit of {self.max_bytes} bytes")
                 body_pending = bool(message.get("more_body", False))
+                if size is None:
+                    await reservation.cover(received)
             return message
 
         async def closing_send(message: Message) -> None:
@@ -158,19 +158,25 @@ class BodyLimits:
                     message = {**message, "headers": [*sent, (b"connection", b"close")]}
             await send(message)
 
-        if not declared and b"transfer-encoding" not in headers:  # no body at all (a GET): nothing to bound
-            await self.app(scope, receive, send)
-            return
         try:
             await self.app(scope, limited_receive, closing_send)
         finally:
-            deadline.close()
-            self.budget.release(reserved)
+            reservation.release()
+
+    async def _refuse_transfer_coding(self, codings: bytes, scope: Scope, receive: Receive, send: Send) -> None:
+        shown = clip_text(codings.decode("latin-1"), 40)
+        body = error_body(f"Transfer-Encoding {shown!r} is not supported: send chunked alone, or a Content-Length")
+        await json_response(body, status_code=501, headers={"Connection": "close"})(scope, receive, send)
 
 
-def decode_content(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
+INFLATE_STEP = 64 * 1024
+"""Bytes inflated between two reservations (and two turns of the event loop)."""
+
+
+async def decode_content(body: bytes, encoding: str | None, max_bytes: int, reservation: Reservation | None) -> bytes:
     """The body with its ``Content-Encoding`` undone: gzip and deflate are inflated up to
-    ``max_bytes`` (413 beyond: a small bomb cannot grow past the body limit); identity passes;
+    ``max_bytes`` (413 beyond: a small bomb cannot grow past the body limit), the inflated bytes
+    reserved from the budget as they are produced, beside the encoded ones; identity passes;
     anything else is a 415."""
     coding = (encoding or "identity").strip().lower()
     if coding in ("", "identity"):
@@ -180,12 +186,23 @@ def decode_content(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
             f"Content-Encoding {clip_text(coding, 40)!r} is not supported (use gzip, deflate or none)"
         )
     inflater = zlib.decompressobj(wbits=31 if coding == "gzip" else 15)
-    try:
-        data = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"the body is not valid {coding} data: {exc}") from None
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(f"the inflated request body exceeds the limit of {max_bytes} bytes")
+    parts: list[bytes] = []
+    inflated = 0
+    pending = body
+    while True:
+        try:
+            part = inflater.decompress(pending, INFLATE_STEP)
+        except zlib.error as exc:
+            raise BadRequest(f"the body is not valid {coding} data: {exc}") from None
+        pending = inflater.unconsumed_tail
+        if not part:
+            break
+        inflated += len(part)
+        if inflated > max_bytes:
+            raise PayloadTooLarge(f"the inflated request body exceeds the limit of {max_bytes} bytes")
+        if reservation is not None:
+            await reservation.cover(len(body) + inflated)
+        parts.append(part)
     if not inflater.eof or inflater.unused_data:
         raise BadRequest(f"the {coding} body is truncated or has trailing bytes")
-    return data
+    return b"".join(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -22,6 +23,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,10 +41,15 @@ def multiprocess_dir() -> str | None:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, collectors: Sequence[Collector] = ()) -> None:
+        """``collectors``: more metrics computed at each scrape (input drift), in either mode."""
         self.multiprocess = multiprocess_dir() is not None
+        self.collectors = tuple(collectors)
         # In multiprocess mode samples go to files, and a fresh registry collects them per scrape.
         self.registry = None if self.multiprocess else CollectorRegistry()
+        if self.registry is not None:
+            for collector in self.collectors:
+                self.registry.register(collector)
         reg = self.registry
         self.requests = Counter(
             "diamond_http_requests",
@@ -109,6 +116,8 @@ class Metrics:
         if self.multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            for collector in self.collectors:
+                registry.register(collector)
             return generate_latest(registry)
         assert self.registry is not None
         return generate_latest(self.registry)

@@ -1,11 +1,22 @@
-"""uvicorn's httptools protocol with bounded request heads.
+"""uvicorn's httptools protocol with bounded request heads, trailers, pipelines and unsent answers.
 
 uvicorn keeps every header line it has parsed until the head ends, and waits for the head
 without a deadline: one connection sending ``X: a`` lines for ever grows the process without
 bound, and connections that never finish their head fill ``LIMIT_CONCURRENCY``. Here a request
 head (request line and headers) must stay within ``MAX_HEADER_BYTES`` and arrive within
 ``HEADER_TIMEOUT`` seconds of its first byte (or of the connection, for the first request);
-otherwise the answer is 431 or 408 and the connection is closed.
+otherwise the answer is 431 or 408 and the connection is closed. Moreover:
+
+- a chunked body's trailer fields count against the same ``MAX_HEADER_BYTES`` (uvicorn appended
+  them to the request's headers without bound) and are dropped, never given to the app;
+- ``Transfer-Encoding`` other than ``chunked`` alone (``gzip, chunked``) is answered 501 and the
+  connection closed: httptools would read it as plain chunked;
+- at most ``MAX_PIPELINED`` requests wait unanswered behind the one being served: uvicorn parses
+  a whole read of pipelined requests at once and resumes reading after every answer, so the queue
+  grew with what the client sent. Past the bound, parsing stops, reading stays paused, the queued
+  requests are answered and the connection is closed (a client may resend the rest);
+- an answer the client does not read is bounded in time: when unsent bytes wait and none has
+  left for ``WRITE_TIMEOUT`` seconds, the connection is aborted and its buffer freed.
 """
 
 from __future__ import annotations
@@ -15,16 +26,60 @@ import functools
 import json
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from inference.config import Settings
 
 
 @functools.cache
-def head_limits() -> tuple[int, float]:
-    """(MAX_HEADER_BYTES, HEADER_TIMEOUT), read once per process from the environment."""
-    settings = Settings.from_env()
-    return settings.max_header_bytes, settings.header_timeout
+def connection_limits() -> Settings:
+    """The settings (MAX_HEADER_BYTES, HEADER_TIMEOUT, MAX_PIPELINED, WRITE_TIMEOUT), read once per
+    process from the environment."""
+    return Settings.from_env()
+
+
+class _StopParsing(Exception):
+    """Raised from a parser callback: httptools then stops parsing what it was given."""
+
+
+class BoundedFlow(FlowControl):
+    """uvicorn's flow control, except that reading stays paused while the pipeline is full, and
+    writing is watched: unsent bytes that make no progress for ``timeout`` seconds abort it."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: BoundedHttpToolsProtocol, timeout: float) -> None:
+        super().__init__(transport)
+        self.protocol = protocol
+        self.timeout = timeout
+        self.watchdog: asyncio.TimerHandle | None = None
+        self.unsent = 0
+
+    def resume_reading(self) -> None:
+        if not self.protocol.pipeline_full:
+            super().resume_reading()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.watch()
+
+    def watch(self) -> None:
+        """Check the unsent bytes every ``timeout`` seconds while there are any."""
+        if self.watchdog is None and self._transport.get_write_buffer_size():
+            self.unsent = self._transport.get_write_buffer_size()
+            self.watchdog = asyncio.get_running_loop().call_later(self.timeout, self._check)
+
+    def _check(self) -> None:
+        self.watchdog = None
+        unsent = self._transport.get_write_buffer_size()
+        if unsent and unsent >= self.unsent:  # nothing left since the last look: the client is not reading
+            self._transport.abort()
+            return
+        self.watch()
+
+    def stop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -32,17 +87,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.max_head_bytes, self.head_timeout = head_limits()
+        limits = connection_limits()
+        self.max_head_bytes, self.head_timeout = limits.max_header_bytes, limits.header_timeout
+        self.max_pipelined, self.write_timeout = limits.max_pipelined, limits.write_timeout
+        self.pipeline_full = False
+        self.trailer_bytes = 0
         self.head_bytes = 0
         self.in_head = True
         self.head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = BoundedFlow(transport, self, self.write_timeout)
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if isinstance(self.flow, BoundedFlow):
+            self.flow.stop()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -54,20 +116,49 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(431, "Request Header Fields Too Large", f"request head over {self.max_head_bytes} bytes")
 
     def on_message_begin(self) -> None:
+        if self.cycle is not None and not self.cycle.response_complete and len(self.pipeline) >= self.max_pipelined:
+            # The queue is full: parse no further, read no more, close once the queued are answered.
+            self.pipeline_full = True
+            self.flow.pause_reading()
+            self.pipeline[0][0].keep_alive = False
+            raise _StopParsing
         super().on_message_begin()
         self.in_head = True
         self.head_bytes = 0
+        self.trailer_bytes = 0
         if self.head_timer is None:
             self._arm()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.in_head:
+            super().on_header(name, value)
+            return
+        # A trailer field of a chunked body: counted, never kept.
+        self.trailer_bytes += len(name) + len(value) + 4
+        if self.trailer_bytes > self.max_head_bytes and not self.transport.is_closing():
+            self._refuse(431, "Request Header Fields Too Large", f"trailers over {self.max_head_bytes} bytes")
+            raise _StopParsing
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         self._disarm()
+        codings = b",".join(v for k, v in self.headers if k == b"transfer-encoding").strip().lower()
+        if codings and codings != b"chunked":
+            shown = codings[:40].decode("latin-1")
+            self._refuse(501, "Not Implemented", f"Transfer-Encoding {shown!r} is not supported: send chunked alone")
+            raise _StopParsing
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self.head_bytes = 0  # the next head is timed from its first byte (idle time is keep-alive's)
+        if isinstance(self.flow, BoundedFlow):
+            self.flow.watch()  # an answer the client has not read yet: it must leave within WRITE_TIMEOUT
+
+    def send_400_response(self, msg: str) -> None:
+        if self.pipeline_full or self.transport.is_closing():  # we stopped the parser on purpose
+            return
+        super().send_400_response(msg)
 
     def _arm(self) -> None:
         self._disarm()
@@ -85,6 +176,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(408, "Request Timeout", f"request head not received within {self.head_timeout:g} s")
 
     def _refuse(self, status: int, reason: str, message: str) -> None:
+        if self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete:
+            self.transport.abort()  # an answer is under way: a second one would garble it
+            return
         body = json.dumps({"error": message}).encode()
         head = (
             f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"

@@ -113,7 +113,7 @@ def _known_elements(data: bytes, known: tuple[str, ...], rows: int) -> list[str]
     joined, must equal the buffer byte for byte: so this is that reading, or None."""
     table = _known_table(known)
     buf = np.frombuffer(data, dtype=np.uint8)
-    if table is None or len(buf) < 5:
+    if table is None or rows < 1 or len(buf) < 5:
         return None
     zero = buf == 0
     starts = np.flatnonzero(~zero[:-3] & zero[1:-2] & zero[2:-1] & zero[3:])

@@ -100,13 +100,15 @@ async def infer(request: Request) -> Response:
         req, wanted, columns = _decode(model, head, binary)
         if len(columns[FEATURES.names[0]]) == 1:  # one row: coalesced with the others of this loop turn
             row = SimpleNamespace(**{name: values[0] for name, values in columns.items()})
-            try:
+            try:  # the batcher also moves a slow model's calls off the loop
                 cents = np.array([await batcher_of(request).price(model, row)])
             except UnpriceableRows as exc:
                 raise BadRequest(str(exc)) from None
             rows, response = 1, _answer(model, req, wanted, cents)
+        elif not model.speed.slow:
+            rows, response = _price(model, req, wanted, columns)
         else:
-            rows, response = _infer(model, head, binary)
+            rows, response = await off_loop(request, _price, model, req, wanted, columns)
     else:
         rows, response = await off_loop(request, _infer, model, head, binary)
     request.state.rows = rows
@@ -123,7 +125,12 @@ def _decode(
 
 
 def _infer(model: LoadedModel, head: bytes, binary: memoryview) -> tuple[int, Response]:
-    req, wanted, columns = _decode(model, head, binary)
+    return _price(model, *_decode(model, head, binary))
+
+
+def _price(
+    model: LoadedModel, req: InferenceRequest, wanted: list[tuple[str, bool]], columns: dict[str, Column]
+) -> tuple[int, Response]:
     try:
         cents = model.price(columns)
     except UnpriceableRows as exc:

@@ -10,6 +10,7 @@ with 400, as the protocol does.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ MAX_PARAMETERS = 64
 MAX_DIMS = 8
 """Bounds checked before validation: the model has 4 inputs and 3 outputs, a tensor at most 2 dimensions."""
 MAX_PROBLEMS = 10
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse_inference_request(head: bytes) -> InferenceRequest:
@@ -32,7 +34,7 @@ def parse_inference_request(head: bytes) -> InferenceRequest:
     raw = strict_loads(head)
     _check_counts(raw)
     try:
-        return InferenceRequest.model_validate(raw)
+        request = InferenceRequest.model_validate(raw)
     except ValidationError as exc:
         tensors = raw.get("inputs") if isinstance(raw, dict) else None
 
@@ -46,6 +48,9 @@ def parse_inference_request(head: bytes) -> InferenceRequest:
 
         problems = problem_list(exc.errors(include_url=False)[:MAX_PROBLEMS], locate)
         raise invalid(problems, exc.error_count(), BadRequest, "inference request") from None
+    if request.id is not None and not request.id.isprintable() and _SURROGATE.search(request.id):
+        raise BadRequest("id: must be valid Unicode text (it holds a lone surrogate escape)")
+    return request
 
 
 def _check_size(head: bytes) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from inference.errors import BadRequest, quote
+from inference.errors import BadRequest, quote, received
+from inference.errors import shown as show_value
 from inference.onnx_io import OUTPUT
 from inference.schema import MAX_BATCH, FeatureSchema
 from inference.v2.binary import HEADER_LENGTH, decode_bytes, decode_fp32
@@ -157,7 +158,7 @@ def _fp32(flat: list[Any], where: str) -> tuple[np.ndarray, np.ndarray]:
     if not _NUMBERS.issuperset(map(type, flat)):  # JSON numbers are exactly int or float (bool is neither)
         for i, x in enumerate(flat):
             if isinstance(x, bool) or not isinstance(x, int | float):
-                raise BadRequest(f"{where}: row {i} is {quote(x)}, not a number (datatype {NUMERIC})")
+                raise BadRequest(f"{where}: must be a number (datatype {NUMERIC}), got {received(x)} in row {i}")
     try:
         wide = np.array(flat, dtype=np.float64)
     except OverflowError:
@@ -170,19 +171,22 @@ def _strings(flat: list[Any], where: str) -> list[str]:
     if set(map(type, flat)) != {str}:
         for i, x in enumerate(flat):
             if not isinstance(x, str):
-                raise BadRequest(f"{where}: row {i} is {quote(x)}, not a string (datatype {CATEGORICAL})")
+                raise BadRequest(f"{where}: must be a string (datatype {CATEGORICAL}), got {received(x)} in row {i}")
     return flat
 
 
 def _check_range(values: Column, shown: np.ndarray | None, bounds: tuple[float, float], where: str) -> None:
     assert isinstance(values, np.ndarray)
     lo, hi = bounds
-    ok = (values >= np.float32(lo)) & (values <= np.float32(hi))  # NaN fails both
+    # JSON numbers are checked as sent, against the JSON API's bounds (5.0100001 > 5.01); binary FP32
+    # against the float32 nearest each bound (no float32 is 5.01). NaN fails both comparisons.
+    checked, low, high = (shown, lo, hi) if shown is not None else (values, np.float32(lo), np.float32(hi))
+    ok = (checked >= low) & (checked <= high)
     bad = np.flatnonzero(~ok)
     if bad.size:
         source = values if shown is None else shown
-        rows = ", ".join(f"row {i} is {source[i]}" for i in bad[:SHOWN])
-        raise BadRequest(f"{where}: must be a finite number from {lo} to {hi}; {rows}{_more(bad.size)}")
+        rows = ", ".join(f"{show_value(float(source[i]))} in row {i}" for i in bad[:SHOWN])
+        raise BadRequest(f"{where}: must be a finite number from {lo} to {hi}, got {rows}{_more(bad.size)}")
 
 
 def _check_categories(values: Column, allowed: tuple[str, ...], where: str) -> None:
@@ -191,8 +195,8 @@ def _check_categories(values: Column, allowed: tuple[str, ...], where: str) -> N
         return
     bad = [i for i, x in enumerate(values) if x not in known]
     if bad:
-        rows = ", ".join(f"row {i} is {quote(values[i])}" for i in bad[:SHOWN])
-        raise BadRequest(f"{where}: must be one of {', '.join(allowed)}; {rows}{_more(len(bad))}")
+        rows = ", ".join(f"{show_value(values[i])} in row {i}" for i in bad[:SHOWN])
+        raise BadRequest(f"{where}: must be one of {', '.join(allowed)}, got {rows}{_more(len(bad))}")
 
 
 def _more(count: int) -> str:

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import ROOT, make_db
+from tests.helpers import ROOT, make_db, sales_csv
 
 pytestmark = pytest.mark.slow
 
@@ -182,9 +182,8 @@ def stack(pytestconfig: pytest.Config) -> Iterator[Stack]:
     try:
         yield stack
     finally:
-        down = stack.compose(
-            "--profile", "api", "--profile", "training", "down", "--rmi", "local", "--volumes", "--remove-orphans"
-        )
+        profiles = ("--profile", "api", "--profile", "training", "--profile", "data")
+        down = stack.compose(*profiles, "down", "--rmi", "local", "--volumes", "--remove-orphans")
         label = f"label=com.docker.compose.project={stack.name}"
         left = docker("ps", "-aq", "--filter", label).stdout.split()
         if left:
@@ -508,3 +507,25 @@ def _stopping(container: str) -> bool:
     """True once the engine has sent the stop signal (the api logs its shutdown)."""
     logs = docker("logs", "--tail", "20", container)
     return "Shutting down" in logs.stdout + logs.stderr
+
+
+# ---- the data service: imports into the project's database ------------------------------------
+def test_the_data_service_imports_a_csv_beside_the_database_and_lists_it(stack: Stack) -> None:
+    db = stack.root / "import.db"
+    make_db(db, rows=100)
+    sales_csv(stack.root / "sales.csv", rows=40, extra=("0.5,Superb,G,VS2,61,55,900,5,5,3",))
+    if os.getuid() == 0:  # the container writes as TRAIN_UID: the database must be that user's
+        os.chown(db, stack.uid, stack.gid)
+    run = ("run", "--rm", "-T", "-e", "DIAMOND_DB=/data/import.db", "data")  # DATA_DIR: the project
+    result = stack.timed("data image build + import", *run, "import", "sales.csv")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "sales.csv: 41 rows read, 40 added (import 1, keys 101-140), 1 refused" in output, output
+    rejects = stack.root / "sales.csv.rejects.csv"
+    assert (rejects.stat().st_uid, rejects.stat().st_gid) == (stack.uid, stack.gid)
+    assert "unknown category" in rejects.read_text()
+    again = stack.compose(*run, "import", "sales.csv")
+    assert again.returncode == 0 and "0 rows added" in again.stdout, again.stdout + again.stderr
+    listing = stack.compose(*run)
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    assert "140 rows (100 not imported, 40 from 1 import(s))" in listing.stdout, listing.stdout

@@ -82,6 +82,7 @@ def test_base_renders_every_object_the_issue_names(base: list[dict[str, Any]]) -
             "PersistentVolumeClaim",
             "PersistentVolumeClaim",
             "CronJob",
+            "ConfigMap",
         ]
     )
 

@@ -36,6 +36,8 @@ def client(served: Project) -> Iterator[TestClient]:
 def test_calculator_redirects_to_the_page_its_relative_urls_need(client: TestClient) -> None:
     response = client.get("/calculator", follow_redirects=False)
     assert response.status_code == 308 and response.headers["location"] == "/calculator/"
+    linked = client.get("/calculator?carat=0%2C7&cut=Very+Good", follow_redirects=False)
+    assert linked.status_code == 308 and linked.headers["location"] == "/calculator/?carat=0%2C7&cut=Very+Good"
     page = client.get("/calculator")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY

@@ -249,6 +249,8 @@ def test_the_service_exposes_every_metric_in_the_prometheus_text_format(
         "diamond_model_info": "gauge",
         "diamond_model_reloads": "counter",
         "diamond_model_load_seconds": "histogram",
+        "diamond_input_drift_psi": "gauge",
+        "diamond_input_drift_window_rows": "gauge",
     }
     total = "diamond_http_requests_total"
     assert sample(text, total, route="/diamond_price", method="POST", status="200") == 1

@@ -30,14 +30,15 @@ def test_cross_validation_follows_the_protocol(frame: data.Dataset) -> None:
         seen.append(y)
         return np.full(len(X_test), y.mean())  # type: ignore[arg-type]
 
-    maes = [f.mae for f in evaluate.cross_validate(frame.frame, mean_price, folds=5)]
     y = frame.frame["price"].to_numpy()
-    expected = [
-        float(np.mean(np.abs(y[test] - y[train].mean())))
-        for train, test in KFold(n_splits=5, shuffle=True, random_state=0).split(y)
-    ]
-    assert maes == pytest.approx(expected)
-    assert len(seen) == 5
+    for seed in (0, 7):  # the protocol's split, and another one asked for with --seed
+        maes = [f.mae for f in evaluate.cross_validate(frame.frame, mean_price, folds=5, seed=seed)]
+        expected = [
+            float(np.mean(np.abs(y[test] - y[train].mean())))
+            for train, test in KFold(n_splits=5, shuffle=True, random_state=seed).split(y)
+        ]
+        assert maes == pytest.approx(expected)
+    assert len(seen) == 10
 
 
 def test_onnx_scoring_agrees_with_scikit_learn(frame: data.Dataset, sklearn_folds: list[evaluate.Fold]) -> None:
@@ -60,9 +61,9 @@ def test_command_prints_the_table(
 ) -> None:
     db = make_db(tmp_path / "d.db", rows=600)
     monkeypatch.setattr(evaluate, "build_pipeline", tiny_factory())
-    assert evaluate.main(["--db", str(db), "--folds", "3"]) == 0
+    assert evaluate.main(["--db", str(db), "--folds", "3", "--seed", "3"]) == 0
     out = capsys.readouterr().out
-    assert "3-fold CV" in out and "| shipped pipeline |" in out
+    assert "3-fold CV (KFold shuffle, random_state=3)" in out and "| shipped pipeline |" in out
     assert "HistGradientBoostingRegressor(loss='absolute_error'), defaults" in out
     row = next(line for line in out.splitlines() if line.startswith("| shipped pipeline"))
     mean, std = (float(x) for x in row.split("|")[2].split("±"))
@@ -72,3 +73,18 @@ def test_command_prints_the_table(
     assert "Per fold, shipped pipeline:" in out
     per_fold = [line for line in out.splitlines() if line.startswith(("| 1 |", "| 2 |", "| 3 |"))]
     assert len(per_fold) == 3
+    assert "Out-of-fold MAE by carat band, shipped pipeline, against the noise floor:" in out
+    assert "How: floor: per cell of identical carat, cut, color and clarity" in out
+    bands = [line.split("|") for line in out.splitlines() if line.startswith(("| 0.2–0.5 |", "| all |"))]
+    assert len(bands) == 2
+    rows, band_mae = int(bands[1][2].replace(",", "")), float(bands[1][3].replace(",", ""))
+    assert rows == len(data.load(db).frame) and band_mae == pytest.approx(mean, abs=5)  # pooled folds vs their mean
+
+
+def test_out_of_fold_prices_cover_every_row_once(frame: data.Dataset, sklearn_folds: list[evaluate.Fold]) -> None:
+    rows = np.concatenate([f.rows for f in sklearn_folds if f.rows is not None])
+    assert sorted(rows) == list(range(len(frame.frame)))
+    y = frame.frame["price"].to_numpy()
+    for f in sklearn_folds:
+        assert f.rows is not None and f.price is not None
+        assert f.mae == pytest.approx(float(np.mean(np.abs(f.price - y[f.rows]))))

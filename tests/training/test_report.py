@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,10 +16,10 @@ import pytest
 from inference.onnx_io import make_feeds, open_session, predict
 from inference.schema import FEATURES
 from tests.helpers import Project, Run
-from training import data, gate
+from training import data, floor, gate
+from training.floor import carat_band_labels
 from training.registry import Registry
 from training.report import RunFacts, render_run
-from training.report.evaluation import carat_band_labels
 
 UNPROMOTED = re.compile(r"^reports/diamond_price-\d{8}T\d{6}Z(-\d+)?-(rejected|failed)\.report\.html$")
 
@@ -85,7 +86,17 @@ def test_a_promoted_run_writes_its_report_beside_the_model_and_the_history_names
     assert d["clean_rows"] == d["rows_read"] - sum(d["removed"].values())
     assert d["removed"]["duplicate of an earlier row"] > 0
     page = links(report)
-    assert page.sections == ["decision", "data", "comparison", "interval", "plots", "history", "candidate"]
+    assert page.sections == [
+        "decision",
+        "data",
+        "comparison",
+        "floor",
+        "interval",
+        "baseline",
+        "plots",
+        "history",
+        "candidate",
+    ]
 
 
 def test_segment_figures_are_both_models_errors_on_the_same_rows(upgraded: Run) -> None:
@@ -114,6 +125,34 @@ def test_segment_figures_are_both_models_errors_on_the_same_rows(upgraded: Run) 
             assert segment["current_mae"] == pytest.approx(float(errors[1][mask].mean()), rel=1e-6)
     assert seen == dict.fromkeys(keys, len(holdout))  # every kind partitions the holdout
     assert figures["candidate_mae"] == pytest.approx(float(errors[2].mean()), abs=1e-4)
+
+
+def test_the_floor_and_the_gates_interval_are_in_the_report_and_the_history(upgraded: Run) -> None:
+    project, outcome = upgraded.project, upgraded.outcome  # a weak v1, then 60 iterations
+    assert outcome.report is not None
+    figures, line = report_data(outcome.report), history(project)[-1]
+    difference = line["mae_difference"]
+    assert figures["mae_difference"] == difference and difference["resamples"] >= 2000
+    assert difference["low"] <= difference["mean"] <= difference["high"] < 0
+    assert difference["mean"] == pytest.approx(line["candidate_mae"] - line["current_mae"], abs=1e-3)
+    assert f"{difference['high']:+.2f}]" in line["reason"]
+
+    dataset, holdout = holdout_of(project)
+    spread = floor.cell_spread(dataset.frame).take(dataset.holdout)  # cells measured on every clean row
+    actual = holdout[FEATURES.target].to_numpy()
+    feeds = make_feeds({n: holdout[n].to_numpy() for n in FEATURES.names})
+    for name, v in (("candidate", 2), ("current", 1)):
+        blob = (project.registry / f"diamond_price-v{v}.onnx").read_bytes()
+        errors = np.abs(predict(open_session(blob), feeds) - actual)
+        expected = floor.by_band(holdout["carat"].to_numpy(), errors, spread)
+        for got, want in zip(figures["floor"][name], expected, strict=True):
+            assert got["label"] == want.label and got["rows"] == want.rows and got["floor_rows"] == want.floor_rows
+            for key in ("mae", "floor", "floor_low", "floor_high"):  # the page's JSON writes NaN as null
+                value = getattr(want, key)
+                assert got[key] == (None if math.isnan(value) else pytest.approx(value, rel=1e-5))
+    text = outcome.report.read_text()
+    assert "Against the noise floor" in text and "paired bootstrap" in text and "sqrt(2)" in text
+    assert "candidate v2 above the floor" in text
 
 
 def test_a_rejected_run_files_its_report_under_reports_and_leaves_the_promoted_one(retrained: Run) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -117,10 +118,17 @@ def test_cli_promotes_then_rejects_leaving_settings_byte_identical(project: Proj
     assert first.returncode == 0, first.stderr
     assert "decision: promote v1" in first.stdout
     assert "duplicate" in first.stdout and "removed" in first.stdout
+    # In a pipe: no live line, one line per stage and per fit, each with its time.
+    assert "\x1b" not in first.stdout and "\r" not in first.stdout
+    stages = re.findall(r"^(\w+) done in [\d.]+ s", first.stdout, re.MULTILINE)
+    assert stages == ["cleaning", "fitting", "export", "parity", "gate", "report", "saving"], first.stdout
+    fits = re.findall(r"^fit (\d+)/(\d+): (\d+) iterations in [\d.]+ s$", first.stdout, re.MULTILINE)
+    assert [int(k) for k, _, _ in fits] == list(range(1, len(fits) + 1)) and len(fits) > 1, first.stdout
     settings = project.settings.read_bytes()
     second = project.train_cli()
     assert second.returncode == 0, second.stderr
-    assert "decision: reject" in second.stdout and "vs current v1" in second.stdout
+    assert "decision: candidate rejected: " in second.stdout and "vs current v1" in second.stdout
+    assert "v2" not in second.stdout, "a rejected run names no version it did not create"
     assert project.settings.read_bytes() == settings
     assert len(history(project)) == 2
 
@@ -193,7 +201,7 @@ def test_two_concurrent_runs_promote_once_and_leave_a_consistent_registry(projec
     assert [p.returncode for p in procs] == [0, 0], outs
     stdout = "".join(o for o, _ in outs)
     assert stdout.count("decision: promote v1") == 1
-    assert stdout.count("decision: reject") == 1
+    assert stdout.count("decision: candidate rejected: ") == 1
     settings, _ = read_verified_model(project.settings, project.registry)
     assert settings.version == 1
     assert sorted(p.name for p in project.registry.glob("*.onnx")) == ["diamond_price-v1.onnx"]

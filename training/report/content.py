@@ -16,18 +16,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pandas as pd
 
+from inference.baseline import BASELINE_KEY, Baseline
 from inference.modelsettings import MODEL_NAME
 from inference.schema import FEATURES
+from training import floor
+from training.bootstrap import Difference
 from training.data import Dataset
 from training.paths import TrainingPaths
 from training.registry import Current, Registry
 from training.report import evaluation, plots
 from training.report.evaluation import Segment
+from training.report.files import shown_path, without_paths
 from training.report.history import history_section
 from training.report.page import figure, render, table
-from training.report.sections import candidate_html, comparison_html, data_html, interval_html
+from training.report.sections import (
+    baseline_html,
+    candidate_html,
+    comparison_html,
+    data_html,
+    difference_html,
+    floor_html,
+    interval_html,
+)
 
 REPORT_FORMAT = 1
 
@@ -52,6 +65,10 @@ class RunFacts:
     """The gate's reason for the decision (training/gate.py), with both models' figures."""
     registry: Registry
     """Read for its history and its versions, before this run adds to them."""
+    new_rows: dict[str, Any] | None = None
+    """Rows imported since the current model saw the database (:func:`training.provenance.new_rows`)."""
+    difference: Difference | None = None
+    """The gate's paired bootstrap of the MAE difference (candidate - current); None without a current model."""
 
     @property
     def train_rows(self) -> int:
@@ -69,6 +86,12 @@ def run_page(facts: RunFacts) -> str:
     cand_err = candidate.errors(actual)
     curr_err = current.errors(actual) if current else None
     segments = evaluation.segments(facts.holdout, cand_err, curr_err)
+    spread = floor.cell_spread(facts.dataset.frame)  # every clean row's price says how wide its cell is
+    carat = facts.holdout["carat"].to_numpy(dtype=np.float64)
+    held_spread = spread.take(facts.dataset.holdout)
+    bands = {"candidate": floor.by_band(carat, cand_err, held_spread)}
+    if curr_err is not None:
+        bands["current"] = floor.by_band(carat, curr_err, held_spread)
     intervals = {"candidate": evaluation.interval(candidate, actual)}
     if current is not None:
         intervals[f"current v{current_version}"] = evaluation.interval(current, actual)
@@ -88,8 +111,10 @@ def run_page(facts: RunFacts) -> str:
         "candidate_mae": round(facts.candidate_mae, 4),
         "current_mae": None if facts.current_mae is None else round(facts.current_mae, 4),
         "current_version": current_version,
+        "mae_difference": None if facts.difference is None else facts.difference.record(),
         "data": _data_summary(facts),
         "segments": [s.__dict__ for s in segments],
+        "floor": {name: [b.__dict__ for b in found] for name, found in bands.items()},
     }
     if has_interval:
         summary["interval"] = {name: i.__dict__ for name, i in intervals.items() if i}
@@ -97,7 +122,6 @@ def run_page(facts: RunFacts) -> str:
     series = [plots.Series(cand_label, candidate.price, plots.CANDIDATE)]
     if current is not None and curr_label is not None:
         series.append(plots.Series(curr_label, current.price, plots.CURRENT))
-    carat = facts.holdout["carat"].to_numpy(dtype=np.float64)
     by_kind: dict[str, list[tuple[str, int, float, float | None]]] = {}
     for s in segments:
         by_kind.setdefault(s.kind, []).append((s.label, s.rows, s.candidate_mae, s.current_mae))
@@ -121,11 +145,17 @@ def run_page(facts: RunFacts) -> str:
             "Candidate against current",
             comparison_html(
                 len(facts.holdout), facts.candidate_mae, facts.current_mae, segments, cand_label, curr_label
-            ),
+            )
+            + difference_html(facts.difference),
         ),
+        ("floor", "Against the noise floor", floor_html(bands, cand_label, curr_label)),
     ]
     if has_interval:
         sections.append(("interval", "Interval", interval_html(intervals)))
+    inputs = _baseline(facts.candidate)
+    if inputs is not None:
+        summary["input_baseline"] = inputs.shares()
+        sections.append(("baseline", "Input baseline", baseline_html(inputs.shares(), inputs.rows)))
     sections += [
         ("plots", "Plots", "".join(figure(p) for p in figures)),
         ("history", "Every version", history_html),
@@ -156,21 +186,22 @@ def summary_page(facts: RunFacts, error: BaseException) -> str:
 def failure_page(paths: TrainingPaths, registry: Registry, error: BaseException, when: datetime) -> str:
     """The page of a run that stopped on ``error`` at ``when``: the inputs and the registry's history."""
     stamp = when.isoformat(timespec="seconds")
+    error_text = without_paths(str(error), (paths.db, paths.settings, paths.registry))
     try:
         settings = registry.current_settings()
         serving = f"v{settings.version}" if settings else "no model"
     except Exception as exc:
-        settings, serving = None, f"unknown ({exc})"
+        settings, serving = None, f"unknown ({without_paths(str(exc), (paths.settings, paths.registry))})"
     reason = (
-        f"The run stopped: {error}. Nothing was promoted; the registry and modelsettings.json are as they were "
+        f"The run stopped: {error_text}. Nothing was promoted; the registry and modelsettings.json are as they were "
         f"(but for this report), and {serving} keeps serving."
     )
     inputs = table(
         ["input", "path"],
         [
-            ["database", escape(str(paths.db))],
-            ["settings", escape(str(paths.settings))],
-            ["registry", escape(str(paths.registry))],
+            ["database", escape(shown_path(paths.db))],
+            ["settings", escape(shown_path(paths.settings))],
+            ["registry", escape(shown_path(paths.registry))],
         ],
     )
     history = registry.history() if registry.directory.is_dir() else []
@@ -189,7 +220,7 @@ def failure_page(paths: TrainingPaths, registry: Registry, error: BaseException,
         "report_format": REPORT_FORMAT,
         "decision": "failed",
         "reason": reason,
-        "error": str(error),
+        "error": error_text,
         "time": stamp,
         "current_version": settings.version if settings else None,
     }
@@ -210,14 +241,24 @@ def _reason(facts: RunFacts, version: int, current_version: int | None, segments
     return f"{text} v{current_version} keeps serving; only this report and a history line were written. {split}"
 
 
+def _baseline(blob: bytes) -> Baseline | None:
+    """The input baseline the model carries, if it carries a valid one."""
+    props = {p.key: p.value for p in onnx.load_model_from_string(blob).metadata_props}
+    try:
+        return Baseline.from_json(props[BASELINE_KEY])
+    except (KeyError, ValueError):
+        return None
+
+
 def _data_summary(facts: RunFacts) -> dict[str, Any]:
     """The Data section's figures, as the page's JSON block holds them."""
     return {
-        "db": str(facts.db),
+        "db": shown_path(facts.db),
         "rows_read": facts.dataset.rows_read,
         "removed": dict(facts.dataset.removed),
         "clean_rows": facts.train_rows + len(facts.holdout),
         "train_rows": facts.train_rows,
         "holdout_rows": len(facts.holdout),
         "data_fingerprint": facts.record["data_fingerprint"],
+        "new_rows": facts.new_rows,
     }

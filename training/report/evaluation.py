@@ -7,7 +7,6 @@ gate's. A row a model cannot price (NaN) counts as an infinite error, as it does
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -16,9 +15,7 @@ import pandas as pd
 
 from inference.schema import FEATURES
 from training import gate
-
-CARAT_BANDS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
-"""Inner edges of the carat bands: [0.2, 0.5), [0.5, 1), [1, 1.5), [1.5, 2), [2, 5.01]."""
+from training.floor import band_labels, carat_band_labels
 
 
 @dataclass(frozen=True)
@@ -73,21 +70,9 @@ def mae(errors: np.ndarray) -> float:
     return float(np.mean(errors)) if len(errors) else math.nan
 
 
-def _band_labels() -> tuple[str, ...]:
-    """The carat bands' labels, smallest first: each band's bounds, e.g. ``0.5–1``."""
-    lo, hi = FEATURES.numeric["carat"]
-    edges = (lo, *CARAT_BANDS, hi)
-    return tuple(f"{a:g}–{b:g}" for a, b in itertools.pairwise(edges))
-
-
-def carat_band_labels(carat: np.ndarray) -> np.ndarray:
-    """Each row's carat band, labelled by its bounds."""
-    return np.asarray(_band_labels(), dtype=object)[np.searchsorted(CARAT_BANDS, carat, side="right")]
-
-
 def segment_keys() -> dict[str, tuple[str, ...]]:
     """Segment kind -> its labels, in quality (or size) order."""
-    return {**FEATURES.categorical, "carat band": _band_labels()}
+    return {**FEATURES.categorical, "carat band": band_labels()}
 
 
 def segments(holdout: pd.DataFrame, candidate: np.ndarray, current: np.ndarray | None) -> list[Segment]:

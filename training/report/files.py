@@ -10,10 +10,12 @@ its report relative to the registry directory.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
 from inference.modelsettings import MODEL_NAME, REPORT_SUFFIX, report_path
+from inference.paths import PROJECT_ROOT
 from training.registry import write_new
 
 UNPROMOTED_DIR = "reports"
@@ -47,3 +49,20 @@ def save_unpromoted(registry: Path, when: datetime, outcome: str, html: str) -> 
 def relative_to_registry(registry: Path, path: Path) -> str:
     """How a history line names a report."""
     return path.resolve().relative_to(registry.resolve()).as_posix()
+
+
+def shown_path(path: Path) -> str:
+    """How a report names a file: relative to the project when it is inside, else by its name alone.
+    A report is shared and published; the directories of the machine that wrote it are not its content."""
+    try:
+        return path.resolve().relative_to(PROJECT_ROOT).as_posix()
+    except (ValueError, OSError):
+        return path.name
+
+
+def without_paths(text: str, paths: Iterable[Path]) -> str:
+    """``text`` (an error message) with each of ``paths``, as given or resolved, as :func:`shown_path` names it."""
+    for path in paths:
+        for spelling in sorted({str(path), str(path.resolve())}, key=len, reverse=True):
+            text = text.replace(spelling, shown_path(path))
+    return text

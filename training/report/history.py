@@ -56,9 +56,11 @@ def history_section(
         )
         report = f"<code>{escape(report_name(v))}</code>" if has_report else "none (trained before reports)"
         rows.append([f"v{v}{escape(mark)}", escape(time), usd(mae, 4), report])
+    crosses = any(kind == "rejected" and math.isfinite(mae) for _, mae, _, kind in points)
     html = (
-        "<p>Each version's MAE as measured when it was trained (on the holdout of the data of that time); rejected "
-        "candidates are crosses. Open any version's report with <code>GET /models/{version}/report</code>, or the "
+        "<p>Each version's MAE as measured when it was trained (on the holdout of the data of that time)"
+        + ("; rejected candidates are crosses" if crosses else "")
+        + ". Open any version's report with <code>GET /models/{version}/report</code>, or the "
         "file beside its model.</p>"
     )
     if points:

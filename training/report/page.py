@@ -49,9 +49,11 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], caption: str = 
 
 
 def figure(plot: Plot) -> str:
-    """A plot as a ``<figure>``: its image inline, its title as the caption."""
+    """A plot as a ``<figure>``: its image inline, its title (and its note, if any) as the caption."""
+    note = f'<span class="note">: {escape(plot.note)}</span>' if plot.note else ""
     return (
-        f'<figure><img src="{plot.uri}" alt="{escape(plot.alt)}"><figcaption>{escape(plot.title)}</figcaption></figure>'
+        f'<figure><img src="{plot.uri}" alt="{escape(plot.alt)}">'
+        f"<figcaption>{escape(plot.title)}{note}</figcaption></figure>"
     )
 
 

@@ -49,6 +49,8 @@ class Plot:
     uri: str
     """``data:image/...;base64,...``"""
     alt: str
+    note: str = ""
+    """What the image cannot show by itself (e.g. a line hidden under an identical one)."""
 
 
 def _uri(fig: Figure, fmt: str) -> str:
@@ -109,27 +111,50 @@ def residuals_vs_carat(carat: np.ndarray, actual: np.ndarray, series: Sequence[S
 
 
 def error_distribution(actual: np.ndarray, series: Sequence[Series]) -> Plot:
-    """Both models' residuals as step histograms on common bins (the 1st to 99th percentile)."""
+    """Both models' residuals as step histograms on common bins (the 1st to 99th percentile).
+
+    The second model's line is dashed, so that where the two coincide both colours still show, and
+    a histogram identical to an earlier one says so in its legend entry and in the figure's note."""
     residuals = [s.predicted - actual for s in series]
     pooled = np.concatenate([r[np.isfinite(r)] for r in residuals])
     lo, hi = (float(v) for v in np.percentile(pooled, [1, 99])) if len(pooled) else (-1.0, 1.0)
     bins = np.linspace(lo, hi if hi > lo else lo + 1, 61)
+    clipped = [np.clip(r[np.isfinite(r)], bins[0], bins[-1]) for r in residuals]
+    counts = [np.histogram(c, bins=bins)[0] for c in clipped]
+    same = _identical(counts)
     with rc_context(STYLE):
         fig = _figure(7.0, 3.2)
         ax = fig.subplots()
-        for s, r in zip(series, residuals, strict=True):
+        for i, (s, c) in enumerate(zip(series, clipped, strict=True)):
+            label = s.label if i not in same else f"{s.label} (identical to {series[same[i]].label})"
             ax.hist(
-                np.clip(r[np.isfinite(r)], bins[0], bins[-1]),
+                c,
                 bins=bins.tolist(),
                 histtype="step",
-                linewidth=1.4,
+                linewidth=1.4 if i == 0 else 1.8,
+                linestyle="solid" if i == 0 else (0, (4, 3)),
                 color=s.color,
-                label=s.label,
+                label=label,
             )
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set(xlabel="predicted − actual (USD), clipped to the 1st–99th percentile", ylabel="held-out rows")
         ax.legend()
-    return Plot("Error distribution", _uri(fig, "svg"), "histograms of both models' residuals")
+    note = "; ".join(
+        f"{series[i].label} (dashed) has exactly the errors of {series[j].label}: its line lies on the other's"
+        for i, j in same.items()
+    )
+    alt = "histograms of " + " and ".join(s.label for s in series) + "'s residuals"
+    return Plot("Error distribution", _uri(fig, "svg"), alt, note)
+
+
+def _identical(counts: Sequence[np.ndarray]) -> dict[int, int]:
+    """Index -> the first earlier index with the same histogram, for each histogram that repeats one."""
+    found: dict[int, int] = {}
+    for i in range(len(counts)):
+        earlier = [j for j in range(i) if np.array_equal(counts[i], counts[j])]
+        if earlier:
+            found[i] = earlier[0]
+    return found
 
 
 def mae_by_segment(
@@ -155,35 +180,45 @@ def mae_by_segment(
 
 
 def mae_over_time(points: Sequence[tuple[datetime, float, str, str]]) -> Plot:
-    """``points``: (time, MAE, label, kind) with kind ``version``, ``rejected`` or ``this run``."""
-    marks = {"version": ("o", CANDIDATE), "rejected": ("x", "#888888"), "this run": ("*", "#d62728")}
+    """``points``: (time, MAE, label, kind) with kind ``version``, ``rejected`` or ``this run``.
+
+    Versions are hollow circles and the other marks are drawn over them, so a rejected run with a
+    version's MAE, trained minutes after it, still shows; the legend and the alt text name only the
+    kinds drawn."""
+    marks = {"version": ("o", CANDIDATE), "rejected": ("x", "#555555"), "this run": ("*", "#d62728")}
+    drawn = []
     with rc_context(STYLE):
         fig = _figure(7.0, 3.2, bottom=0.95)
         ax = fig.subplots()
         versions = [(t, m) for t, m, _, kind in points if kind == "version" and math.isfinite(m)]
         if versions:
             ax.plot([_days(t) for t, _ in versions], [m for _, m in versions], color=CANDIDATE, linewidth=1)
-        for kind, (marker, color) in marks.items():
+        for z, (kind, (marker, color)) in enumerate(marks.items(), start=3):
             chosen = [(t, m, label) for t, m, label, k in points if k == kind and math.isfinite(m)]
             if chosen:
-                size = 90 if kind == "this run" else 30
+                drawn.append(kind)
+                hollow: dict[str, Any] = (
+                    {"facecolors": "none", "edgecolors": color} if kind == "version" else {"color": color}
+                )
                 ax.scatter(
                     [_days(c[0]) for c in chosen],
                     [c[1] for c in chosen],
                     marker=marker,
-                    s=size,
-                    color=color,
+                    s=90 if kind == "this run" else 36,
                     label=kind,
-                    zorder=3,
+                    zorder=z,
+                    **hollow,
                 )
             if kind != "rejected":
                 for t, m, label in chosen:
                     ax.annotate(label, (_days(t), m), textcoords="offset points", xytext=(4, 5), fontsize=8)
         ax.xaxis_date(tz="UTC")
         ax.set(ylabel="holdout MAE (USD)", xlabel="time (UTC)")
-        ax.legend()
+        if drawn:
+            ax.legend()
         fig.autofmt_xdate(bottom=0.95 / 3.2)
-    return Plot("MAE of every version over time", _uri(fig, "svg"), "MAE of each registry version by training time")
+    alt = f"MAE of each registry version by training time; marked: {', '.join(drawn) or 'nothing'}"
+    return Plot("MAE of every version over time", _uri(fig, "svg"), alt)
 
 
 def _finite_or_nan(value: float | None) -> float:

@@ -12,6 +12,8 @@ import math
 from html import escape
 from typing import Any
 
+from training import floor
+from training.bootstrap import Difference
 from training.report import evaluation
 from training.report.evaluation import Interval, Segment
 from training.report.page import table, usd
@@ -29,6 +31,13 @@ def data_html(data: dict[str, Any]) -> str:
         ["train rows", f"{data['train_rows']:,}"],
         ["holdout rows (the gate scores both models on these)", f"{data['holdout_rows']:,}"],
     ]
+    new = data.get("new_rows")
+    if new:
+        since = f"since the current model {escape(str(new['since']))}" if new["since"] else "ever"
+        rows += [
+            [f"imported {since}", f"{new['imported']:,}"],
+            ["of them clean: train / holdout", f"{new['clean']:,}: {new['train']:,} / {new['holdout']:,}"],
+        ]
     return (
         f"<p>Read from <code>{escape(data['db'])}</code>; the cleaning rules ran in this order.</p>"
         + table(["", "rows"], rows)
@@ -73,6 +82,46 @@ def _delta(s: Segment) -> str:
     return f'<span class="{css}">{d:+,.2f}</span>'
 
 
+def difference_html(difference: Difference | None) -> str:
+    """The gate's evidence: the MAE difference (candidate − current) with its paired bootstrap interval."""
+    if difference is None:
+        return ""
+    css = "win" if difference.below_zero else "loss" if difference.low > 0 else ""
+    return (
+        f'<p>Candidate − current MAE: <span class="{css}">{escape(difference.describe())}</span>. '
+        "The gate promotes for a lower MAE only when the whole interval is below zero.</p>"
+    )
+
+
+def floor_html(bands: dict[str, list[floor.Band]], cand: str, curr: str | None) -> str:
+    """The floor section: each model's MAE by carat band beside what identical stones' prices allow.
+
+    ``bands`` maps ``candidate`` (and ``current``) to :func:`training.floor.by_band` of its errors.
+    """
+    current = bands.get("current")
+    rows = []
+    for i, b in enumerate(bands["candidate"]):
+        cells = [escape(b.label), f"{b.rows:,}", usd(b.mae)]
+        cells += [usd(current[i].mae)] if current is not None and curr is not None else []
+        cells += [f"{b.floor_rows:,}", usd(b.mae_on_floor_rows)]
+        cells += [usd(current[i].mae_on_floor_rows)] if current is not None and curr is not None else []
+        cells += [f"{usd(b.floor)} [{usd(b.floor_low)}–{usd(b.floor_high)}]", _signed(b.gap)]
+        rows.append(cells)
+    both = current is not None and curr is not None
+    headers = ["carat", "rows", f"{cand} MAE"] + ([f"{curr} MAE"] if both else [])
+    headers += ["rows in cells of 2+", f"{cand} MAE there"] + ([f"{curr} MAE there"] if both else [])
+    headers += ["floor there [bracket]", f"{cand} above the floor"]
+    return (
+        "<p>How far each model is from the error no model of these four inputs can avoid: stones of identical "
+        "carat, cut, color and clarity sell at different prices. "
+        f"{escape(floor.HOW[0].upper() + floor.HOW[1:])}.</p>" + table(headers, rows)
+    )
+
+
+def _signed(value: float) -> str:
+    return usd(value) if not math.isfinite(value) else f"{value:+,.2f}"
+
+
 def interval_html(intervals: dict[str, Interval | None]) -> str:
     """The interval section: each model's coverage and mean width (models without a range are left out)."""
     rows = [
@@ -95,4 +144,18 @@ def candidate_html(record: dict[str, Any]) -> str:
         f"<p>{escape(str(record.get('estimator', '')))}</p><pre>{escape(params)}</pre>"
         f"<p class=muted>Libraries: {escape(libraries)}</p>"
         f"<p class=muted>Protocol: {escape(str(record.get('mae_protocol', '')))}</p>"
+    )
+
+
+def baseline_html(shares: dict[str, dict[str, float]], rows: int) -> str:
+    """The input baseline section: the share of the training rows in each bin of each feature, as the
+    model carries it for drift at serving (``docs/drift.md``)."""
+    tables = "".join(
+        table(["bin", "share"], [[escape(label), f"{100 * share:.1f}%"] for label, share in bins.items()], escape(name))
+        for name, bins in shares.items()
+    )
+    return (
+        f"<p>How the {rows:,} training rows are spread over each feature's bins; the model carries these "
+        "shares, and the service compares the rows it prices against them (population stability index). "
+        "<code>unpriceable</code> is the share of rows read that the feature schema refuses.</p>" + tables
     )
