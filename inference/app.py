@@ -47,7 +47,9 @@ DESCRIPTION = (
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app. ``settings`` defaults to :meth:`Settings.from_env`."""
     settings = settings or Settings.from_env()
-    routes: list[BaseRoute] = [op.route() for op in OPERATIONS]
+    # The pricing routes and liveness first: Starlette tries routes in order, one regex each.
+    hot = sorted(OPERATIONS, key=lambda op: op.method != "post" and op.path != "/health/live")
+    routes: list[BaseRoute] = [op.route() for op in hot]
     routes += docs_routes(settings.static_dir)
     routes += calculator_routes(settings.calculator_dir)
 

@@ -16,17 +16,19 @@ back between them, so a flood of invalid 1 MiB batches cannot stall ``/health/li
 from __future__ import annotations
 
 import contextlib
-from typing import Any, TypeVar, cast
+from operator import itemgetter
+from typing import Annotated, Any, TypeVar, cast
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.requests import Request
+from typing_extensions import TypedDict
 
 from inference.api.bodies import Diamond, DiamondBatch
 from inference.errors import BadRequest, Location, field_path, invalid, problem_list, shown
 from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
 from inference.rest.wire import strict_loads, structural_bytes
-from inference.schema import FEATURES, MAX_BATCH
+from inference.schema import FEATURES, MAX_BATCH, columns
 from inference.serving import settings_of
 
 M = TypeVar("M", bound=BaseModel)
@@ -81,6 +83,44 @@ class _FailFastBatch(DiamondBatch):
 
 
 _ONE_PASS = TypeAdapter(_FailFastBatch)
+
+
+def _row_dict() -> Any:
+    """:class:`Diamond`'s fields as a TypedDict: the same checks, validated to plain dicts (cheaper
+    to build than model instances, and read column-wise by ``itemgetter`` at C speed)."""
+    fields = {name: Annotated[info.annotation, info] for name, info in Diamond.model_fields.items()}
+    row = cast(Any, TypedDict("DiamondRow", fields))  # type: ignore[operator]
+    row.__pydantic_config__ = ConfigDict(extra="forbid")
+    return row
+
+
+_Row = _row_dict()
+
+
+class _ColumnsBatch(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    diamonds: Annotated[list[_Row], Field(min_length=1, max_length=MAX_BATCH, fail_fast=True)]  # type: ignore[valid-type]
+
+
+_AS_ROWS = TypeAdapter(_ColumnsBatch)
+
+
+def validate_columns(body: bytes, limit: int) -> dict[str, list[Any]]:
+    """A :class:`DiamondBatch` body as one column per feature (:func:`inference.schema.columns`):
+    a valid batch up to :data:`ONE_PASS_BYTES` in one pass straight to columns, with no model
+    instance per row. Anything else, or any problem, takes :func:`validate`'s paths, which name
+    every problem (after a failed fast pass, straight to the careful one: no second fast pass)."""
+    if len(body) > ONE_PASS_BYTES:
+        return columns(validate(DiamondBatch, body, limit).diamonds)
+    if len(body) > INLINE_BODY_BYTES:
+        _check_size(DiamondBatch, body)
+    try:
+        rows = _AS_ROWS.validate_json(body)["diamonds"]
+    except ValidationError:
+        if len(body) <= INLINE_BODY_BYTES:
+            return columns(validate(DiamondBatch, body, limit).diamonds)
+        return columns(_validate_carefully(DiamondBatch, body, limit).diamonds)
+    return {name: list(map(itemgetter(name), rows)) for name in FEATURES.names}
 
 
 def _validate_carefully(model: type[M], body: bytes, limit: int) -> M:

@@ -10,8 +10,10 @@ gets the same price here as from ``/diamond_prices``. Every client error is a 4x
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,11 +24,12 @@ from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
 from inference.rest.openapi import Error, Operation, Responses
 from inference.rest.wire import JSON, json_response
 from inference.schema import FEATURES
-from inference.serving import holder_of, loaded_or_503
+from inference.serving import batcher_of, holder_of, loaded_or_503
 from inference.v2 import bodies as v
 from inference.v2.binary import BINARY_MEDIA_TYPE, HEADER_LENGTH, encode_response, split_body
+from inference.v2.bodies import InferenceRequest
 from inference.v2.parse import parse_inference_request
-from inference.v2.tensors import decode_inputs, requested_outputs, tensor_metadata
+from inference.v2.tensors import Column, decode_inputs, requested_outputs, tensor_metadata
 
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data"]
@@ -93,21 +96,50 @@ async def infer(request: Request) -> Response:
     model = _serving_model(request)
     body = await read_body(request, (JSON, BINARY_MEDIA_TYPE), required=False)
     head, binary = split_body(body, request.headers.get(HEADER_LENGTH))
-    if len(body) <= INLINE_BODY_BYTES and not model.speed.slow:
-        rows, response = _infer(model, head, binary)
+    if len(body) <= INLINE_BODY_BYTES:
+        req, wanted, columns = _decode(model, head, binary)
+        if len(columns[FEATURES.names[0]]) == 1:  # one row: coalesced with the others of this loop turn
+            row = SimpleNamespace(**{name: values[0] for name, values in columns.items()})
+            try:  # the batcher also moves a slow model's calls off the loop
+                cents = np.array([await batcher_of(request).price(model, row)])
+            except UnpriceableRows as exc:
+                raise BadRequest(str(exc)) from None
+            rows, response = 1, _answer(model, req, wanted, cents)
+        elif not model.speed.slow:
+            rows, response = _price(model, req, wanted, columns)
+        else:
+            rows, response = await off_loop(request, _price, model, req, wanted, columns)
     else:
         rows, response = await off_loop(request, _infer, model, head, binary)
     request.state.rows = rows
     return response
 
 
-def _infer(model: LoadedModel, head: bytes, binary: memoryview) -> tuple[int, Response]:
+def _decode(
+    model: LoadedModel, head: bytes, binary: memoryview
+) -> tuple[InferenceRequest, list[tuple[str, bool]], dict[str, Column]]:
+    """The validated request, the outputs it wants and its feature columns (400 naming any problem)."""
     req = parse_inference_request(head)
     wanted = requested_outputs(req, model.outputs)
+    return req, wanted, decode_inputs(req.inputs, binary, FEATURES)
+
+
+def _infer(model: LoadedModel, head: bytes, binary: memoryview) -> tuple[int, Response]:
+    return _price(model, *_decode(model, head, binary))
+
+
+def _price(
+    model: LoadedModel, req: InferenceRequest, wanted: list[tuple[str, bool]], columns: dict[str, Column]
+) -> tuple[int, Response]:
     try:
-        cents = model.price(decode_inputs(req.inputs, binary, FEATURES))
+        cents = model.price(columns)
     except UnpriceableRows as exc:
         raise BadRequest(str(exc)) from None
+    return len(cents), _answer(model, req, wanted, cents)
+
+
+def _answer(model: LoadedModel, req: InferenceRequest, wanted: list[tuple[str, bool]], cents: np.ndarray) -> Response:
+    """The response: each wanted output's column of ``cents``, as JSON or binary data."""
     outputs, blobs = [], []
     for name, as_binary in wanted:
         values = cents[:, model.outputs.index(name)]
@@ -123,7 +155,7 @@ def _infer(model: LoadedModel, head: bytes, binary: memoryview) -> tuple[int, Re
     if req.id is not None:
         header["id"] = req.id
     header["outputs"] = outputs
-    return len(cents), encode_response(header, blobs)
+    return encode_response(header, blobs)
 
 
 _NAME = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string", "examples": [MODEL_NAME]}}
