@@ -79,12 +79,10 @@ class Baseline:
 
     @cached_property
     def _numeric(self) -> dict[str, tuple[int, np.ndarray]]:
-        """Numeric feature -> (its first bin's position, float32 edges)."""
         return {n: (self.slices[n].start, e) for n, e in self.edges.items()}
 
     @cached_property
     def _categorical(self) -> dict[str, dict[str, int]]:
-        """Categorical feature -> category -> its bin's position in :meth:`count`'s vector."""
         return {n: {c: self.slices[n].start + i for i, c in enumerate(cats)} for n, cats in self.categories.items()}
 
     def psi(self, counts: np.ndarray) -> dict[str, float | None]:

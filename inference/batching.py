@@ -66,7 +66,6 @@ class RowBatcher:
 
 
 def _outcomes(model: LoadedModel, rows: list[Any]) -> list[list[float] | BaseException]:
-    """Each row's values, or the error that is its answer."""
     try:
         return list(model.price_list(columns(rows)))
     except UnpriceableRows:  # rare: price one by one, so that only the bad rows fail

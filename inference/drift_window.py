@@ -131,8 +131,6 @@ class Window:
 
 @dataclass(frozen=True)
 class Reading:
-    """The window as every worker counted it."""
-
     counts: np.ndarray
     rows: int
     since: float | None

@@ -141,8 +141,6 @@ def _cents(values: np.ndarray) -> np.ndarray:
 
 
 class Reload(NamedTuple):
-    """What :meth:`ModelHolder.reload` did."""
-
     current: LoadedModel
     previous: LoadedModel | None
     """The model serving before; None when none was."""

@@ -119,8 +119,7 @@ def report_name(version: int) -> str:
 
 
 def report_path(registry: Path, version: int) -> Path:
-    """Version ``version``'s report, proven inside ``registry`` as model files are (relative to the
-    registry, not to the settings file's directory)."""
+    """Version ``version``'s report, proven inside ``registry`` as model files are."""
     return resolve_model_path(registry / MODEL_NAME, registry, report_name(version))
 
 

@@ -76,7 +76,6 @@ def range_level(session: ort.InferenceSession) -> float | None:
 
 
 def metadata(session: ort.InferenceSession) -> dict[str, str]:
-    """The model's ``metadata_props``."""
     return dict(session.get_modelmeta().custom_metadata_map)
 
 

@@ -129,7 +129,7 @@ class _Deadline:
 
 
 class BodyLimits:
-    """Pure ASGI middleware enforcing the limits in the module docstring."""
+    """Pure ASGI middleware enforcing the body limits (each one's reason: docs/security.md)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout: float, buffer_bytes: int) -> None:
         self.app = app

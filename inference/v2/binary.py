@@ -36,7 +36,6 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
 
 
 def decode_fp32(buf: memoryview, rows: int, where: str) -> np.ndarray:
-    """``rows`` little-endian float32 values."""
     if len(buf) != 4 * rows:
         raise BadRequest(f"{where}: FP32 binary data for {rows} value(s) must be {4 * rows} bytes, got {len(buf)}")
     return np.frombuffer(buf, dtype="<f4").astype(np.float32)

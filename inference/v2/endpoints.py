@@ -43,7 +43,6 @@ def _named_model(request: Request) -> LoadedModel | None:
 
 
 def _serving_model(request: Request) -> LoadedModel:
-    """:func:`_named_model`, or 503 while no model is loaded."""
     return loaded_or_503(holder_of(request), _named_model(request))
 
 
@@ -180,7 +179,6 @@ _INFER_RESPONSES: Responses = {
 
 
 def _model_operations(versioned: bool) -> list[Operation]:
-    """Metadata, readiness and inference of the model, or of one version of it."""
     base = "/v2/models/{model_name}" + ("/versions/{model_version}" if versioned else "")
     params = [_NAME, _VERSION] if versioned else [_NAME]
     which = "that version of the model" if versioned else "the model"
