@@ -86,8 +86,7 @@ class Baseline:
         return {n: {c: self.slices[n].start + i for i, c in enumerate(cats)} for n, cats in self.categories.items()}
 
     def psi(self, counts: np.ndarray) -> dict[str, float | None]:
-        """Feature -> PSI of ``counts`` against the baseline (None without rows); shares floored at
-        :data:`PSI_FLOOR` so an empty bin cannot make it infinite."""
+        """Feature -> PSI of ``counts`` against the baseline; None for a feature with no rows."""
         out: dict[str, float | None] = {}
         for name, where in self.slices.items():
             total = counts[where].sum()

@@ -17,6 +17,7 @@ from inference.errors import ServiceError
 T = TypeVar("T")
 
 TICK = 0.005
+"""Seconds between the thread's looks at deadlines while calls come."""
 LINGER = 1.0
 """Seconds the thread stays awake after the last call: under load, no call pays to wake it."""
 INLINE_SECONDS = 0.02

@@ -20,7 +20,9 @@ import numpy as np
 from inference.baseline import Baseline
 
 SMALL = 16
+"""Rows up to which a call is only queued, so a single-row request pays a list append."""
 SAMPLE = 512
+"""Rows a larger call is counted from (a random sample, weighted back), so its cost stops growing."""
 PENDING = 64
 """Rows of small calls queued before they are counted together."""
 PENDING_SECONDS = 1.0
