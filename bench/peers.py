@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import ONE, ensure_wrk, lua_request, v2_binary, v2_json, wrk  # noqa: E402
-from devtools.server import free_port, running_server  # noqa: E402
+from devtools.server import free_port, running_server, stop_group  # noqa: E402
 
 VENVS = ROOT / ".bench"
 PEERS_DIR = ROOT / "bench" / "peers"
@@ -83,13 +82,7 @@ def peer_process(argv: list[str], env: dict[str, str], cwd: Path, ready: str, lo
                 time.sleep(0.2)
             yield
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc)
 
 
 def start_peer(name: str, model: Path, tmp: Path, stack: contextlib.ExitStack) -> str:
