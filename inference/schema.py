@@ -1,9 +1,6 @@
 """The feature schema: the one definition of the model's inputs.
 
-Training encodes categories and validates rows with it, the exported model carries
-it in its ``metadata_props``, and the API validates requests against it. Nothing
-else in the project spells out a feature name, a category or a range.
-"""
+Nothing else in the project spells out a feature name, a category or a range."""
 
 from __future__ import annotations
 

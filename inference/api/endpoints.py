@@ -93,8 +93,7 @@ async def diamond_prices(request: Request) -> Response:
 
 
 def _price_batch(holder: ModelHolder, body: bytes, limit: int) -> tuple[int, Response]:
-    """Validate, price and serialize a batch: on the event loop for a small body, else in one
-    worker thread call: one hand-off instead of three."""
+    """Validate, price and serialize a batch: on the loop when small, else in one worker-thread hand-off."""
     features = validate_columns(body, limit)
     model = loaded_or_503(holder, holder.current)
     values = model.price(features)

@@ -1,20 +1,7 @@
 """Limits on request bodies: size, read deadline, memory held, and bomb-safe decompression.
 
-:class:`BodyLimits` wraps every HTTP request:
-
-- a declared ``Content-Length`` over ``MAX_BODY_BYTES`` is refused (413) before a byte is read,
-  and a streamed body as soon as it passes the limit;
-- the whole body must arrive within ``BODY_TIMEOUT`` seconds of the request's start, or the
-  answer is 408 and the connection is closed (a stalled upload cannot hold memory for ever);
-- the bytes a request holds beyond :data:`FREE_BODY_BYTES` are reserved from a per-process
-  budget, ``BODY_BUFFER_BYTES``: a declared ``Content-Length`` before it is read, a chunked body
-  as its chunks arrive (never the maximum up front), a gzip or deflate body again as it inflates.
-  While the budget is spent the request waits without reading, so the bytes stay in the kernel's
-  socket buffer, not in this process (and past ``BODY_TIMEOUT``, 408). Small bodies never wait;
-- a ``Transfer-Encoding`` other than ``chunked`` alone (``gzip, chunked``) is refused with 501;
-- an answer sent before its request body was fully read closes the connection, so a client
-  cannot keep it open by never finishing the body.
-"""
+Each bound keeps one client from holding memory or a connection for ever: bytes beyond a small
+free share wait for a per-process budget unread, in the kernel's socket buffer, not here."""
 
 from __future__ import annotations
 
@@ -68,8 +55,7 @@ class BodyBudget:
 
 
 class Reservation:
-    """What one request holds of the budget. It grows with the bytes the request holds: a declared
-    ``Content-Length`` at once, a chunked body as its chunks arrive, an encoded body as it inflates."""
+    """What one request holds of the budget: it grows as the request's bytes arrive or inflate."""
 
     def __init__(self, budget: BodyBudget, deadline: float, timeout: float) -> None:
         self.budget = budget
@@ -78,8 +64,7 @@ class Reservation:
         self.held = 0
 
     async def cover(self, total: int) -> None:
-        """Hold enough for ``total`` bytes of this request (those over :data:`FREE_BODY_BYTES`),
-        waiting for room until the request's deadline at most (then 408)."""
+        """Hold enough for ``total`` bytes, waiting for room until the request's deadline at most (then 408)."""
         wanted = min(total - FREE_BODY_BYTES, self.budget.capacity) - self.held
         if wanted <= 0:
             return
@@ -102,10 +87,8 @@ RESERVATION = "diamond.body_reservation"
 
 
 class _Deadline:
-    """The body's deadline for each receive: one timer per request, armed at the first receive, that
-    cancels the request's task only while it waits in a receive (between :meth:`enter` and
-    ``waiting = False``). The same bound as a cancel scope around each receive, without creating
-    one per receive (9 -> 6 us of CPU per request with a body, measured with ``make profile``)."""
+    """One timer per request that cancels it only while it waits in a receive: the bound of a cancel
+    scope per receive, without creating one per receive."""
 
     __slots__ = ("_expired", "_task", "_timer", "at", "waiting")
 
@@ -146,7 +129,7 @@ class _Deadline:
 
 
 class BodyLimits:
-    """Pure ASGI middleware enforcing the limits in the module docstring."""
+    """Pure ASGI middleware enforcing the body limits (each one's reason: docs/security.md)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout: float, buffer_bytes: int) -> None:
         self.app = app
@@ -224,10 +207,8 @@ INFLATE_STEP = 64 * 1024
 
 
 async def decode_content(body: bytes, encoding: str | None, max_bytes: int, reservation: Reservation | None) -> bytes:
-    """The body with its ``Content-Encoding`` undone: gzip and deflate are inflated up to
-    ``max_bytes`` (413 beyond: a small bomb cannot grow past the body limit), the inflated bytes
-    reserved from the budget as they are produced, beside the encoded ones; identity passes;
-    anything else is a 415."""
+    """The body with its ``Content-Encoding`` undone, inflating at most ``max_bytes`` (a small bomb cannot
+    grow past the body limit) and reserving the inflated bytes as they come; 415 for unknown codings."""
     coding = (encoding or "identity").strip().lower()
     if coding in ("", "identity"):
         return body

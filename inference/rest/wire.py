@@ -17,19 +17,14 @@ JSON = "application/json"
 
 
 def structural_bytes(raw: bytes) -> int:
-    """The ``{``, ``[``, ``:`` and ``,`` bytes of a JSON body: an upper bound of the values it can
-    hold, counted before parsing (a megabyte of ``[]`` costs the parser far more than the count)."""
+    """The ``{[:,`` bytes of a JSON body, an upper bound of its values: counted before parsing, as a
+    megabyte of ``[]`` costs the parser far more than the count."""
     return raw.count(b"{") + raw.count(b"[") + raw.count(b":") + raw.count(b",")
 
 
 def strict_loads(raw: bytes, *, constants: bool = False) -> Any:
-    """A request's JSON: UTF-8, any failure a 400. ``NaN`` and ``Infinity`` are refused unless
-    ``constants`` (see :func:`inference.strict_json.loads`).
-
-    pydantic-core's parser goes first: it refuses everything ``json`` refuses here (a BOM, bad
-    UTF-8, lone surrogates, NaN, control characters, nesting past its limit, huge integers) and
-    reads the rest to the same values, in half the time; whatever it refuses is parsed again by
-    ``json``, so an accepted body and every error message are as before."""
+    """A request's JSON, any failure a 400; ``NaN`` and ``Infinity`` refused unless ``constants``.
+    pydantic-core parses first; what it refuses is parsed again by ``json``, whose errors are the answer."""
     if not constants:
         with contextlib.suppress(ValueError):
             return from_json(raw, allow_inf_nan=False)
@@ -40,8 +35,7 @@ def strict_loads(raw: bytes, *, constants: bool = False) -> Any:
 
 
 def dump(body: Any) -> bytes:
-    """``body`` as compact JSON. Text that is not valid Unicode (a lone surrogate a client sent,
-    echoed in an error) is written as its JSON escape instead of failing."""
+    """``body`` as compact JSON; a lone surrogate a client sent is written escaped instead of failing."""
     try:
         return to_json(body)
     except PydanticSerializationError:

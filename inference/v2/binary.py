@@ -1,11 +1,6 @@
 """The wire format of V2 inference bodies: JSON, optionally followed by binary tensor data.
 
-Binary tensor data extension: when ``Inference-Header-Content-Length`` is present, the first
-that many bytes of the body are the JSON object and the rest holds the binary tensors, in
-the order the JSON lists them, each ``binary_data_size`` bytes long. Values are little-endian,
-row-major; a BYTES element is a 4-byte little-endian unsigned length followed by its bytes.
-Every malformed body is a :class:`~inference.errors.BadRequest` (or 413/415), never a 500.
-"""
+Every malformed body is a :class:`~inference.errors.BadRequest` (or 413/415), never a 500."""
 
 from __future__ import annotations
 
@@ -28,8 +23,7 @@ _LENGTH = struct.Struct("<I")
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
-    """The JSON part and the binary part (empty without ``Inference-Header-Content-Length``) of
-    an inference request's body, read by :func:`inference.api.validate.read_body`."""
+    """The JSON part and the binary part (empty without ``Inference-Header-Content-Length``) of a body."""
     if header_length is None:
         return body, memoryview(b"")
     if not _DIGITS.fullmatch(header_length.strip()) or not 0 < int(header_length) <= len(body):
@@ -42,17 +36,14 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
 
 
 def decode_fp32(buf: memoryview, rows: int, where: str) -> np.ndarray:
-    """``rows`` little-endian float32 values."""
     if len(buf) != 4 * rows:
         raise BadRequest(f"{where}: FP32 binary data for {rows} value(s) must be {4 * rows} bytes, got {len(buf)}")
     return np.frombuffer(buf, dtype="<f4").astype(np.float32)
 
 
 def decode_bytes(buf: memoryview, rows: int, where: str, known: Sequence[str] = ()) -> list[str]:
-    """``rows`` length-prefixed BYTES elements, each decoded as UTF-8. When every element is one
-    of the ``known`` strings (a feature's categories) they are split and looked up as bytes, with
-    no decoding per element; anything else takes the element-by-element path, which names the
-    first problem."""
+    """``rows`` length-prefixed BYTES elements as UTF-8: known categories are split as bytes without
+    decoding each; anything else goes element by element, which names the first problem."""
     if known:
         fast = _known_elements(bytes(buf), tuple(known), rows)
         if fast is not None:
@@ -104,13 +95,8 @@ def _known_table(known: tuple[str, ...]) -> _KnownElements | None:
 
 
 def _known_elements(data: bytes, known: tuple[str, ...], rows: int) -> list[str] | None:
-    """The ``rows`` elements of ``data`` when each is one of ``known``; else None (then the
-    element-by-element reader decides). Vectorised: the known strings hold no zero byte and are
-    shorter than 256 bytes, so in a buffer of known elements each length prefix is the one byte
-    followed by three zeros. Those candidates must tile the buffer exactly as a length-prefixed
-    reading would (the first at 0, each next where the previous ends, the last ending the buffer);
-    each element is then named by its (length, first byte, last byte), and the named elements,
-    joined, must equal the buffer byte for byte: so this is that reading, or None."""
+    """The elements when each is one of ``known``, else None. Vectorised, yet exactly the length-prefixed
+    reading: candidates must tile the buffer and, joined, equal it byte for byte."""
     table = _known_table(known)
     buf = np.frombuffer(data, dtype=np.uint8)
     if table is None or rows < 1 or len(buf) < 5:

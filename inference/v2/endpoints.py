@@ -1,12 +1,6 @@
 """The Open Inference Protocol (KServe V2) REST API, beside the JSON API, over the same model.
 
-Health, server and model metadata, model readiness and inference at ``/v2/...``, with the
-binary tensor data extension (:mod:`inference.v2.binary`) in both directions, as Triton's
-client uses it by default. Inputs are validated against the same feature schema as the JSON
-API (:mod:`inference.v2.tensors`) and priced by the same model call, rounded to cents, so a row
-gets the same price here as from ``/diamond_prices``. Every client error is a 4xx with
-``{"error": ...}``: 400 for a bad request, 404 for another model or version.
-"""
+Same feature schema and model call as the JSON API, so a row gets the same price from either."""
 
 from __future__ import annotations
 
@@ -36,8 +30,7 @@ EXTENSIONS = ["binary_tensor_data"]
 
 
 def _named_model(request: Request) -> LoadedModel | None:
-    """The current model (None when none is loaded), taken once: this request uses it to the end.
-    404 unless the path names it, and names its version if it names one."""
+    """The current model, taken once so this request uses it to the end; 404 unless the path names it."""
     model = holder_of(request).current
     name = request.path_params["model_name"]
     served = model.settings.name if model is not None else MODEL_NAME
@@ -50,7 +43,6 @@ def _named_model(request: Request) -> LoadedModel | None:
 
 
 def _serving_model(request: Request) -> LoadedModel:
-    """:func:`_named_model`, or 503 while no model is loaded."""
     return loaded_or_503(holder_of(request), _named_model(request))
 
 
@@ -187,7 +179,6 @@ _INFER_RESPONSES: Responses = {
 
 
 def _model_operations(versioned: bool) -> list[Operation]:
-    """Metadata, readiness and inference of the model, or of one version of it."""
     base = "/v2/models/{model_name}" + ("/versions/{model_version}" if versioned else "")
     params = [_NAME, _VERSION] if versioned else [_NAME]
     which = "that version of the model" if versioned else "the model"

@@ -1,13 +1,5 @@
-"""V2 request tensors: inputs to feature columns, checked against the feature schema like the
-JSON API, and whether the output goes back as binary data.
-
-Numeric features are FP32 tensors and categorical ones BYTES (UTF-8 strings), each of shape
-``[N]`` or ``[N, 1]`` with the same N, at most :data:`~inference.api.bodies.MAX_BATCH` rows.
-Values come from JSON ``data`` (flat, or nested as the shape) or from the binary tensor data
-after the JSON. A numeric value must be finite and inside its range once it is FP32, exactly
-the value the model sees; a category must be one the schema allows. Every problem is a 400
-that names the input.
-"""
+"""V2 request tensors: inputs to feature columns, checked against the feature schema like the JSON
+API. A value is checked once it is FP32, exactly what the model sees."""
 
 from __future__ import annotations
 
@@ -110,9 +102,8 @@ def _flag(parameters: Parameters | None, key: str, default: bool, where: str = "
 
 
 def requested_outputs(req: InferenceRequest, available: Sequence[str]) -> list[tuple[str, bool]]:
-    """``(output, as binary)`` for each output to return, as the protocol specifies: the
-    request's ``outputs`` in their order, or every output of the model when it names none.
-    Each output's own ``binary_data`` wins over the request's ``binary_data_output``."""
+    """``(output, as binary)`` per output to return, as the protocol specifies: an output's own
+    ``binary_data`` wins over the request's ``binary_data_output``."""
     default = _flag(req.parameters, "binary_data_output", False)
     if not req.outputs:
         return [(name, default) for name in available]
