@@ -17,7 +17,7 @@ ORT116_VENV := .venv-ort116
 COMPILE := $(PY) -m uv pip compile --quiet --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make requirements" pyproject.toml
 
-.PHONY: serve test test-fast train import evaluate bench lint typecheck requirements db docs web clean
+.PHONY: serve test test-fast train import evaluate bench bench-peers profile lint typecheck requirements db docs web clean
 
 serve: $(SERVE_VENV)/.installed $(DOCS) $(WEB)
 	$(SERVE_PY) -m inference
@@ -57,6 +57,14 @@ typecheck: $(VENV)/.installed
 
 bench: $(VENV)/.installed $(DOCS)
 	$(PY) bench/run.py
+
+# Side by side with MLServer, KServe and BentoML, each installed (pinned) into .bench/ on first use.
+bench-peers: $(VENV)/.installed
+	$(PY) bench/peers.py
+
+# Where a request's time goes, in process: each middleware's cost; --cprofile for the breakdown.
+profile: $(VENV)/.installed
+	$(PY) bench/inprocess.py
 
 # Pinned install lists, generated from pyproject.toml.
 requirements: $(VENV)/.installed

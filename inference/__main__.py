@@ -1,8 +1,4 @@
-"""``python -m inference``: serve the API with uvicorn.
-
-python -m inference                      # HOST/PORT/WORKERS from the environment
-python -m inference --port 9000 --workers 2
-"""
+"""``python -m inference [--port 9000] [--workers 2]``: serve the API with uvicorn."""
 
 from __future__ import annotations
 
@@ -96,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def http_protocol() -> Any:
-    """httptools with bounded request heads (:mod:`inference.rest.protocol`), else h11, whose
-    own incomplete-event limit bounds heads."""
+    """httptools with bounded request heads, else h11, whose own incomplete-event limit bounds heads."""
     if importlib.util.find_spec("httptools"):
         from inference.rest.protocol import BoundedHttpToolsProtocol
 
@@ -106,11 +101,8 @@ def http_protocol() -> Any:
 
 
 def cannot_listen(host: str, port: int) -> str | None:
-    """Why the server could not listen on ``host:port`` because another process holds the port, in
-    words with what to do; None otherwise (any other bind error is uvicorn's to report).
-
-    Checked by binding (as uvicorn will, with SO_REUSEADDR) before starting, so that a busy port
-    says how to pick another rather than ending in uvicorn's ``[Errno 98]``."""
+    """Why ``host:port`` is held by another process, with what to do; None otherwise. Checked by binding
+    first, so a busy port says how to pick another rather than ending in ``[Errno 98]``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -168,9 +160,8 @@ def is_loopback(host: str) -> bool:
 
 
 class MetricsDir:
-    """This run's PROMETHEUS_MULTIPROC_DIR: ``<tmp>/diamond-metrics-<uid>/run-<pid>``, removed at exit.
-    A run killed before it could remove its own (SIGKILL, a crash) leaves it behind; the next start
-    removes every run directory whose process is gone."""
+    """This run's PROMETHEUS_MULTIPROC_DIR, removed at exit; the next start removes those left by runs
+    that were killed before they could."""
 
     def __init__(self, parent: Path) -> None:
         parent.mkdir(mode=0o700, exist_ok=True)
@@ -199,11 +190,8 @@ def _alive(pid: int) -> bool:
 
 
 def prepare_metrics_dir() -> MetricsDir | None:
-    """Give the workers a shared, empty PROMETHEUS_MULTIPROC_DIR (before anything imports the client).
-
-    Returns the run directory we created, or None when the operator chose one (its stale sample
-    files from an earlier run are removed).
-    """
+    """A shared, empty PROMETHEUS_MULTIPROC_DIR, before anything imports the client; None when the
+    operator chose one (its stale samples are removed)."""
     chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if chosen:
         path = Path(chosen)

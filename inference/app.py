@@ -47,7 +47,9 @@ DESCRIPTION = (
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app. ``settings`` defaults to :meth:`Settings.from_env`."""
     settings = settings or Settings.from_env()
-    routes: list[BaseRoute] = [op.route() for op in OPERATIONS]
+    # The pricing routes and liveness first: Starlette tries routes in order, one regex each.
+    hot = sorted(OPERATIONS, key=lambda op: op.method != "post" and op.path != "/health/live")
+    routes: list[BaseRoute] = [op.route() for op in hot]
     routes += docs_routes(settings.static_dir)
     routes += calculator_routes(settings.calculator_dir)
 
@@ -77,9 +79,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # Large bodies are validated in worker threads; a 1 ms GIL switch interval (Python's default
         # is 5 ms) lets the event loop answer in between (tests/rest/test_hostile.py holds the p99).
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
-        # Start-up objects (modules, the session, the OpenAPI spec) live as long as the process: move
-        # them out of the collector's generations, so a full collection walks request garbage only:
-        # it is most of the p99 at 16 connections (docs/benchmarks.md).
+        # Start-up objects live as long as the process: frozen, a full collection walks request
+        # garbage only (its cost in the tail latency: docs/benchmarks.md).
         gc.collect()
         gc.freeze()
         watcher = (

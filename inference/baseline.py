@@ -1,14 +1,7 @@
 """The training baseline of a model's inputs, and the population stability index against it.
 
-Training measures, on the rows it fits on, the share of rows in each bin of each feature (numeric
-features in fixed quantile bins of the training rows, categorical ones by category) and the share
-of rows the schema cannot price, and stores them in the ``.onnx`` metadata under
-:data:`BASELINE_KEY`. The service bins the rows it prices the same way (:meth:`Baseline.count`,
-which training uses too, so both sides bin alike) and compares (:meth:`Baseline.psi`).
-
-Numeric values are compared as float32, the type the model reads: a carat of 0.7 is
-0.699999988 in float32, and a float64 edge would send it to the other bin at serving.
-"""
+Numeric values are binned as float32, the type the model reads: a float64 edge would send 0.7
+carat (0.699999988 in float32) to another bin at serving than at training."""
 
 from __future__ import annotations
 
@@ -63,12 +56,8 @@ class Baseline:
         return sum(len(e) + 1 for e in self.edges.values()) + sum(map(len, self.categories.values())) + 2
 
     def count(self, columns: Mapping[str, Any], values: np.ndarray) -> np.ndarray:
-        """Rows per bin (int64, :attr:`slices` order) of one model call: ``columns`` the feature
-        values it was fed (lists or arrays), ``values`` its outputs ``[N, k]``. The features' bins
-        count the priced rows; :data:`UNPRICEABLE`'s two bins count (priced, not priced).
-
-        No Python loop over rows: numeric values are binned by ``np.searchsorted``, categories
-        counted by :class:`collections.Counter` (its counting loop is C; a string hashes once)."""
+        """Rows per bin of one model call; training bins with it too, so both sides bin alike. No Python
+        loop over rows (``np.searchsorted``, :class:`collections.Counter`)."""
         counts = np.zeros(self.size, dtype=np.int64)
         priced = np.isfinite(values).all(axis=1)
         keep = None if priced.all() else priced
@@ -90,17 +79,14 @@ class Baseline:
 
     @cached_property
     def _numeric(self) -> dict[str, tuple[int, np.ndarray]]:
-        """Numeric feature -> (its first bin's position, float32 edges)."""
         return {n: (self.slices[n].start, e) for n, e in self.edges.items()}
 
     @cached_property
     def _categorical(self) -> dict[str, dict[str, int]]:
-        """Categorical feature -> category -> its bin's position in :meth:`count`'s vector."""
         return {n: {c: self.slices[n].start + i for i, c in enumerate(cats)} for n, cats in self.categories.items()}
 
     def psi(self, counts: np.ndarray) -> dict[str, float | None]:
-        """Feature -> PSI of ``counts`` (:meth:`count`'s layout) against the baseline; None for a
-        feature with no rows. ``sum((a - e) * ln(a / e))`` over its bins, shares floored at :data:`PSI_FLOOR`."""
+        """Feature -> PSI of ``counts`` against the baseline; None for a feature with no rows."""
         out: dict[str, float | None] = {}
         for name, where in self.slices.items():
             total = counts[where].sum()
@@ -144,8 +130,7 @@ class Baseline:
     def from_counts(
         cls, edges: dict[str, np.ndarray], counts: np.ndarray, unpriceable: float, schema: FeatureSchema = FEATURES
     ) -> Baseline:
-        """The baseline whose shares are ``counts`` (:meth:`count`'s layout), with ``unpriceable``
-        the share of rows the schema refuses (training counts it on the rows it read)."""
+        """The baseline whose shares are ``counts``, with ``unpriceable`` the share the schema refuses."""
         shell = cls(edges, dict(schema.categorical), np.zeros(0), 0)
         expected = np.zeros(shell.size)
         slices = shell.slices

@@ -1,16 +1,7 @@
 """Coalesce single-row predictions that arrive together into one onnxruntime call.
 
-Under concurrent load an onnxruntime call for one row costs far more than the row:
-binding, dispatch, cold caches. :class:`RowBatcher` queues the rows of the
-``/diamond_price`` requests that reach the model in the same event-loop turn and prices
-them with one call at the end of that turn: adaptive batching as in MLServer and Triton,
-but without a timer, so nothing waits for a batch to fill; a lone request pays one
-event-loop turn. Its gain is in docs/benchmarks.md.
-
-The call runs on the event loop under a short deadline (:mod:`inference.deadline`); a model that
-once needed longer is called in a worker thread from then on, one call at a time, so a slow or
-endless model never freezes the loop (``/health/live`` keeps answering).
-"""
+One call per row costs far more than the row; batching at the end of the event-loop turn, with
+no timer, means nothing waits for a batch to fill."""
 
 from __future__ import annotations
 
@@ -38,8 +29,7 @@ class RowBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def price(self, model: LoadedModel, row: Any) -> list[float]:
-        """The validated diamond's values of ``model.outputs`` in USD rounded to cents (see
-        :meth:`LoadedModel.price_list`); :class:`UnpriceableRows` outside the schema."""
+        """The diamond's prices in USD rounded to cents; :class:`UnpriceableRows` outside the schema."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[float]] = loop.create_future()
         if not self._pending:
@@ -76,7 +66,6 @@ class RowBatcher:
 
 
 def _outcomes(model: LoadedModel, rows: list[Any]) -> list[list[float] | BaseException]:
-    """Each row's values, or the error that is its answer."""
     try:
         return list(model.price_list(columns(rows)))
     except UnpriceableRows:  # rare: price one by one, so that only the bad rows fail

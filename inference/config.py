@@ -1,35 +1,6 @@
 """Service settings, read once from the environment at start-up.
 
-| variable            | default                                  | meaning                                          |
-|---------------------|------------------------------------------|--------------------------------------------------|
-| MODEL_SETTINGS      | <repo>/modelsettings.json                | the pointer file training writes                 |
-| MODEL_REGISTRY      | model_registry/ beside MODEL_SETTINGS    | directory every served model must live in        |
-| HOST, PORT          | 127.0.0.1, 8000                          | where uvicorn listens                            |
-| WORKERS             | 1                                        | uvicorn worker processes                         |
-| UPDATE_TOKEN        | (unset)                                  | if set, POST /update_model needs this bearer token |
-| MAX_BODY_BYTES      | 1048576                                  | larger request bodies get 413                    |
-| HEADER_TIMEOUT      | 10                                       | seconds to receive a request head, or 408        |
-| MAX_HEADER_BYTES    | 65536                                    | larger request heads get 431                     |
-| BODY_TIMEOUT        | 10                                       | seconds to receive a whole request body, or 408  |
-| BODY_BUFFER_BYTES   | 4194304                                  | bytes large bodies may hold at once; more wait   |
-| LIMIT_CONCURRENCY   | 512                                      | connections per worker; past it, 503             |
-| MAX_PIPELINED       | 8                                        | unanswered requests queued on one connection     |
-| WRITE_TIMEOUT       | 30                                       | seconds a response may wait unread, then closed  |
-| MAX_MODEL_BYTES     | 134217728                                | larger model files are refused unread            |
-| MAX_REPORT_BYTES    | 16777216                                 | larger run reports are refused unread            |
-| PREDICT_TIMEOUT     | 5                                        | seconds one model call may take, or 503          |
-| LOAD_TIMEOUT        | 60                                       | seconds a model load (with its trial) may take   |
-| MAX_ERROR_FIELDS    | 20                                       | field problems a 422 lists, then a count         |
-| MODEL_AUTO_RELOAD   | 1                                        | 0: only POST /update_model changes the model     |
-| RELOAD_INTERVAL     | 1.0                                      | seconds between checks of MODEL_SETTINGS         |
-| STATIC_DIR          | <repo>/static                            | docs pages and the npm-installed bundles         |
-| CALCULATOR_DIR      | <repo>/examples/web                      | the /calculator page and its onnxruntime-web     |
-| LOG_LEVEL           | info                                     | logging level                                    |
-| ACCESS_LOG          | 0                                        | 1: uvicorn logs every request                    |
-| DRIFT_WINDOW_ROWS   | 10000                                    | rows in the input drift window; 0 turns it off   |
-| DRIFT_WINDOW_SECONDS| 3600                                     | the drift window's age at most                   |
-| DRIFT_MIN_ROWS      | 500                                      | rows the window needs before a PSI is reported   |
-"""
+Every variable, its default and meaning: docs/operations.md and docs/security.md."""
 
 from __future__ import annotations
 
@@ -53,9 +24,8 @@ def number_from_env(
     requirement: str,
     parse: Callable[[str], N] = float,  # type: ignore[assignment]
 ) -> N:
-    """``name`` from ``env`` parsed by ``parse`` (``float`` or ``int``), ``default`` when unset or
-    empty; a :class:`ConfigError` naming the variable when it does not parse or is not ``allowed``
-    (training reads ``MAX_PRICE`` with it too)."""
+    """``name`` parsed by ``parse``, ``default`` when unset or empty; a :class:`ConfigError` naming the
+    variable otherwise (training uses it too)."""
     raw = env.get(name)
     if not raw:
         return default

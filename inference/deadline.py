@@ -1,17 +1,7 @@
 """Deadlines for onnxruntime calls: a model that is slow, or never ends, cannot take the server down.
 
-A call on the event loop freezes everything else the process answers, ``/health/live`` included,
-and a thread cannot be killed. onnxruntime can stop a run itself: ``RunOptions.terminate`` set from
-another thread ends it between two nodes with an error. :class:`Deadlines` is that other thread,
-one per process. Each model call registers its options with a deadline; the thread looks every
-:data:`TICK` seconds while calls come, terminating those past their deadline, and sleeps after
-:data:`LINGER` seconds without any (a call then wakes it).
-
-A call on the event loop gets :data:`INLINE_SECONDS`: a row takes about 0.1 ms, so a call that
-needs more marks its model as slow (:class:`Speed`) and from then on the model is called in a
-worker thread, under ``PREDICT_TIMEOUT``. The trial prediction of a model being loaded gets
-``LOAD_TIMEOUT``.
-"""
+A thread cannot be killed, but ``RunOptions.terminate`` set from another thread ends a run between
+two nodes; :class:`Deadlines` is that thread, one per process."""
 
 from __future__ import annotations
 
@@ -27,14 +17,14 @@ from inference.errors import ServiceError
 T = TypeVar("T")
 
 TICK = 0.005
+"""Seconds between the thread's looks at deadlines while calls come."""
 LINGER = 1.0
 """Seconds the thread stays awake after the last call: under load, no call pays to wake it."""
 INLINE_SECONDS = 0.02
 """How long a model call on the event loop may run before it is terminated."""
 SLOW_SECONDS = 0.005
-"""A call on the event loop that takes more CPU time than this marks its model slow: later calls go
-to a thread. CPU time of the calling thread (onnxruntime runs there with one intra-op thread), not
-wall time: a process preempted on a busy machine is not a slow model."""
+"""CPU seconds of a call on the event loop past which its model is slow and later calls go to a
+thread. CPU time, not wall time: a process preempted on a busy machine is not a slow model."""
 
 
 class ModelTooSlow(ServiceError, status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"}):
@@ -60,8 +50,7 @@ class Deadlines:
         self._thread: threading.Thread | None = None
 
     def run(self, seconds: float, call: Callable[[ort.RunOptions], T]) -> T:
-        """``call(options)`` whose onnxruntime run is terminated after ``seconds``:
-        :class:`ModelTooSlow` then."""
+        """``call(options)`` terminated after ``seconds`` (:class:`ModelTooSlow`)."""
         options = ort.RunOptions()
         key = id(options)
         self._calls[key] = (time.monotonic() + seconds, options)

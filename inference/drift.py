@@ -1,18 +1,7 @@
 """Input drift, live: do the diamonds priced lately look like the ones the model was trained on?
 
-:class:`DriftMonitor` is the process's part: told of each model load (a new serving model starts a
-new window against its own baseline, or none: a model without one, or with a malformed one, serves
-and reports no drift), of each model call (the pricing hook: counting never raises into pricing; an
-error is logged once and the window stops), and asked at each scrape for the population stability
-index (PSI) per feature over the window (:mod:`inference.drift_window`), as gauges and as JSON.
-
-Across workers: each worker keeps its counts in a small file of its own in
-``PROMETHEUS_MULTIPROC_DIR``, and a scrape reaching any worker sums the files of the live workers
-serving the same model and computes the PSI from the sums. Why not the client library's
-multiprocess counters: they never forget, so a sliding window would need a reset protocol across
-processes, and a PSI is not a sum of per-worker PSIs; with time-stamped slots a window is a sum
-over time stamps, and a reload simply starts a fresh file.
-"""
+Per-worker time-stamped slots, summed at scrape, rather than the client library's multiprocess
+counters: those never forget, and a PSI is not a sum of per-worker PSIs."""
 
 from __future__ import annotations
 

@@ -1,19 +1,7 @@
 """The drift window's storage: each worker's counts in time-stamped slots, and the window read over all.
 
-A worker counts the rows it prices into the serving model's baseline bins (:mod:`inference.baseline`)
-in :data:`SLOTS` slots: a slot closes when it holds ``window_rows / 20`` rows or is
-``window_seconds / 20`` old, and the oldest is then reused. Its slots live in a small file of its own
-(``drift-<pid>.bin``) in ``PROMETHEUS_MULTIPROC_DIR``, mapped into its memory, so counting is a few
-additions to memory and no system call; without that directory (tests in one process) in memory.
-:func:`read` sums the slots of the live workers serving the same model, newest first, up to
-``DRIFT_WINDOW_ROWS`` rows and no older than ``DRIFT_WINDOW_SECONDS``: the window, at a slot's grain.
-
-Cost: a call of up to :data:`SMALL` rows (the single-row path) is only queued, and the queued
-calls are counted together, so a request pays a list append; a larger call is counted in numpy
-(categories by :class:`collections.Counter`), from a random sample of :data:`SAMPLE` rows weighted
-to the call's size past that, so a call's cost stops growing there. The unpriceable share is
-counted on every row.
-"""
+Slots live in a memory-mapped file per worker in ``PROMETHEUS_MULTIPROC_DIR`` (in memory without
+one), so counting makes no system call."""
 
 from __future__ import annotations
 
@@ -32,7 +20,9 @@ import numpy as np
 from inference.baseline import Baseline
 
 SMALL = 16
+"""Rows up to which a call is only queued, so a single-row request pays a list append."""
 SAMPLE = 512
+"""Rows a larger call is counted from (a random sample, weighted back), so its cost stops growing."""
 PENDING = 64
 """Rows of small calls queued before they are counted together."""
 PENDING_SECONDS = 1.0
@@ -55,8 +45,7 @@ class DriftSettings:
 
 
 class Window:
-    """One worker's slots for one model: float64 ``[started, bins...]`` each, after a header
-    ``[magic, pid, version, sha tag, bins, slots, 0, 0]``."""
+    """One worker's slots for one model, after a header that names the worker and the model."""
 
     def __init__(self, baseline: Baseline, version: int, sha256: str, settings: DriftSettings, directory: Path | None):
         self.baseline, self.version, self.tag = baseline, version, _tag(sha256)
@@ -82,9 +71,8 @@ class Window:
         self.rng = np.random.default_rng()
 
     def observe(self, columns: Mapping[str, Any], values: np.ndarray) -> None:
-        """Count one model call. A call of up to :data:`SMALL` rows is only queued: queued calls
-        are counted together (:meth:`flush`) once they hold :data:`PENDING` rows or the oldest is
-        :data:`PENDING_SECONDS` old, so a single-row request pays a list append."""
+        """Count one model call; small calls are only queued and counted together, so a single-row request
+        pays a list append."""
         now = time.time()
         if len(values) <= SMALL:
             with self.lock:
@@ -123,9 +111,8 @@ class Window:
             self.rows += rows
 
     def _sampled(self, columns: Mapping[str, Any], values: np.ndarray) -> np.ndarray:
-        """:meth:`Baseline.count` of :data:`SAMPLE` rows drawn at random (a stride could beat in step
-        with a pattern in the batch), weighted back to all the priced rows; the unpriceable bins
-        count every row."""
+        """Count a random sample, weighted back to all priced rows (a stride could beat in step with a
+        pattern in the batch); unpriceable bins count every row."""
         n = len(values)
         if n <= SAMPLE:
             return self.baseline.count(columns, values).astype(np.float64)
@@ -146,8 +133,6 @@ class Window:
 
 @dataclass(frozen=True)
 class Reading:
-    """The window as every worker counted it."""
-
     counts: np.ndarray
     rows: int
     since: float | None
@@ -156,8 +141,7 @@ class Reading:
 
 
 def read(window: Window, settings: DriftSettings, directory: Path | None) -> Reading:
-    """Every live worker's slots for ``window``'s model (the files in ``directory``, or ``window``
-    alone without one), newest first, up to the window's rows and no older than its seconds."""
+    """Every live worker's slots for ``window``'s model, newest first, within the window's rows and age."""
     window.flush()  # this worker's queued rows; another worker's wait for its next call
     arrays = [window.array] if directory is None else list(_arrays(directory))
     now, width = time.time(), window.width

@@ -21,9 +21,8 @@ CLIENT_CLOSED = 499
 
 
 class ServiceError(Exception):
-    """An error a client should see: its status (and headers) come from the class, as in
-    ``class NotFound(ServiceError, status=404)``; the message names the problem; keyword
-    arguments become fields of the JSON body."""
+    """An error a client should see: status (and headers) from the class, keyword arguments become
+    fields of the JSON body."""
 
     status_code: ClassVar[int] = 400
     headers: ClassVar[dict[str, str] | None] = None
@@ -67,8 +66,7 @@ class InvalidInput(ServiceError, status=422):
 
 
 class UnpriceableRows(InvalidInput):
-    """The model returned NaN: the rows lie outside the feature schema it was trained for (V2
-    answers it with 400, as every V2 client error)."""
+    """The model returned NaN: the rows lie outside the feature schema it was trained for."""
 
     def __init__(self, rows: list[int]) -> None:
         super().__init__(f"the loaded model cannot price row(s) {rows}: outside its feature schema")
@@ -96,9 +94,8 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"]+/)+(?=[^\s/'\"]*)")
 
 
 def hide_paths(text: str) -> str:
-    """``text`` with each absolute file path cut to its last name (``/srv/x/model.onnx`` ->
-    ``model.onnx``): error bodies reach unauthenticated callers, the server's layout is not theirs
-    to read (the logs keep the full paths)."""
+    """``text`` with absolute paths cut to their last name: error bodies reach unauthenticated callers
+    (the logs keep the full paths)."""
     return _ABSOLUTE_PATH.sub("", text)
 
 
@@ -118,16 +115,13 @@ def field_path(loc: Sequence[int | str]) -> str:
 def problem_list(
     errors: Sequence[ErrorDetails], locate: Callable[[Location], str] = field_path
 ) -> list[dict[str, str]]:
-    """The one formatter of validation errors, for both APIs: ``{"field", "problem"}`` per error,
-    the problem worded by :func:`describe`. ``locate`` names the field from pydantic's location
-    (V2 names the input tensor, a batch validated in slices shifts the row index)."""
+    """The one formatter of validation errors for both APIs; ``locate`` names the field (V2 names the
+    tensor, a batch validated in slices shifts the row index)."""
     return [{"field": locate(tuple(err["loc"])), "problem": clip_text(describe(err), 200)} for err in errors]
 
 
 def describe(err: ErrorDetails) -> str:
-    """One problem in the house style: what the field must be, then what was received, e.g.
-    ``must be one of Fair, Good, Very Good, Premium, Ideal, got 'Ideal '``. A feature's expectation
-    comes from the schema; anything else's from pydantic's own words."""
+    """One problem in the house style: what the field must be, then what was received."""
     kind, loc = err["type"], err["loc"]
     if kind == "extra_forbidden":
         return "unknown field"
@@ -162,9 +156,7 @@ def _lower(text: str) -> str:
 
 
 def shown(value: Any) -> str:
-    """A value the client sent, as a message shows it: JSON's own words for null, true and false;
-    a string quoted with its invisible characters escaped (``'Ideal '``, ``'G\\u200b'``); an object or
-    array by its size; all clipped (:func:`quote`)."""
+    """A client's value as a message shows it: invisible characters escaped, containers by size, clipped."""
     if value is None or isinstance(value, bool):
         return json.dumps(value)
     if isinstance(value, dict):
@@ -177,8 +169,7 @@ def shown(value: Any) -> str:
 def invalid(
     problems: list[dict[str, str]], total: int, error: type[ServiceError] = InvalidInput, what: str = "request"
 ) -> ServiceError:
-    """``error`` (422 by default; V2 answers 400) for ``total`` problems, listing the first ones in
-    ``fields`` and quoting up to :data:`SUMMARY_FIELDS` in the message."""
+    """``error`` for ``total`` problems, listing the first in ``fields``."""
     summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:SUMMARY_FIELDS])
     if total > SUMMARY_FIELDS:
         summary += f"; and {total - min(SUMMARY_FIELDS, len(problems))} more"
@@ -187,8 +178,7 @@ def invalid(
 
 
 def error_body(message: str, **extra: Any) -> dict[str, Any]:
-    """``{"error": message, **extra}``, at most :data:`MAX_ERROR_BYTES` once encoded: the message
-    is clipped and, if still too large, the ``fields`` list is cut and says how many it dropped."""
+    """``{"error": message, **extra}`` within :data:`MAX_ERROR_BYTES`: message clipped, then ``fields`` cut."""
     body: dict[str, Any] = {"error": clip_text(message, MAX_MESSAGE_CHARS), **extra}
     fields = body.get("fields")
     while isinstance(fields, list) and fields and len(json.dumps(body)) > MAX_ERROR_BYTES:

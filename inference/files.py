@@ -1,14 +1,7 @@
 """Reading the files the service trusts (settings, models, reports): regular files only, bounded.
 
-A check by name followed by an open by name can be raced: a FIFO swapped in between blocks the
-reading thread for ever, a 4 GiB sparse file is read whole before any size check. So each file is
-opened once, without blocking (``O_NONBLOCK``: opening a FIFO returns at once) and, where the path
-was already resolved, without following a final symlink (``O_NOFOLLOW``); the type and size are
-checked on the opened descriptor (``fstat``), and the bytes are read and hashed in one bounded pass.
-
-The bounds are ``MAX_MODEL_BYTES`` and ``MAX_REPORT_BYTES`` (:mod:`inference.config`); the
-settings file's is fixed (:data:`inference.modelsettings.MAX_SETTINGS_BYTES`).
-"""
+A check by name then an open by name can be raced (a FIFO blocks for ever, a sparse file is read
+whole), so each file is opened once, non-blocking, and checked on its descriptor."""
 
 from __future__ import annotations
 
@@ -49,9 +42,8 @@ def identity_of(info: os.stat_result) -> FileIdentity:
 
 
 def read_regular(path: Path, what: str, max_bytes: int, *, follow: bool = True) -> FileBytes:
-    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``, with their sha256
-    and the identity of what was read; :class:`FileRefused` otherwise. ``follow=False`` refuses a
-    final symlink (for paths already resolved, so that one cannot be swapped in afterwards)."""
+    """``path``'s bytes, sha256 and identity if it is a regular file of at most ``max_bytes``, else
+    :class:`FileRefused`; ``follow=False`` so a resolved path's final symlink cannot be swapped in."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)

@@ -1,11 +1,7 @@
 """The model holder: load a model fully, then swap it in; requests keep the model they started with.
 
-A :class:`LoadedModel` is immutable: an onnxruntime session plus the settings that
-named it. The :class:`ModelHolder` owns the current one. Loading happens off the
-event loop and is checked end to end (sha256, registry confinement, the graph's
-interface, the feature schema it was trained for, one trial prediction) before the
-reference is replaced, so a failed load leaves the serving model untouched.
-"""
+Every check (sha256, registry confinement, interface, schema, a trial prediction) runs before the
+swap, so a failed load leaves the serving model untouched."""
 
 from __future__ import annotations
 
@@ -95,19 +91,16 @@ class LoadedModel:
         return (OUTPUT,) if self.range_level is None else (OUTPUT, *RANGE_OUTPUTS)
 
     def price(self, columns: Columns) -> np.ndarray:
-        """The one way both APIs price rows: feature columns in, float64 ``[N, len(outputs)]`` out,
-        the values of :attr:`outputs` in USD rounded to cents, from one onnxruntime call;
-        :class:`UnpriceableRows` if any row has no price (it lies outside the feature schema)."""
+        """Feature columns in, USD rounded to cents out, from one onnxruntime call: the one way both APIs
+        price; :class:`UnpriceableRows` if any row lies outside the feature schema."""
         values = self._predict(columns)
         if self.on_priced is not None:
             self.on_priced(columns, values)
         return _cents(values)
 
     def price_list(self, columns: Columns) -> list[list[float]]:
-        """:meth:`price` as one list per row, for the single-row path (:mod:`inference.batching`).
-        Up to :data:`SMALL_BATCH` rows the rounding runs in plain Python, the same half-to-even
-        rounding as ``np.rint`` (tested equal): numpy's seven calls cost more than their arithmetic
-        on a row or two."""
+        """:meth:`price` as lists, for single rows: small batches round in plain Python (half-to-even, as
+        ``np.rint``), since numpy's call overhead outweighs its arithmetic there."""
         values = self._predict(columns)
         if self.on_priced is not None:
             self.on_priced(columns, values)
@@ -120,8 +113,7 @@ class LoadedModel:
         return [[round(v * 100.0) / 100.0 for v in row] for row in rows]
 
     def _predict(self, columns: Columns) -> np.ndarray:
-        """One onnxruntime call under a deadline: :data:`~inference.deadline.INLINE_SECONDS` on the
-        event loop (a slower call marks the model slow), ``PREDICT_TIMEOUT`` in a worker thread."""
+        """One call under a deadline: a slow call on the event loop marks the model slow."""
         feeds = make_feeds(columns)
 
         def call(options: ort.RunOptions) -> np.ndarray:
@@ -149,8 +141,6 @@ def _cents(values: np.ndarray) -> np.ndarray:
 
 
 class Reload(NamedTuple):
-    """What :meth:`ModelHolder.reload` did."""
-
     current: LoadedModel
     previous: LoadedModel | None
     """The model serving before; None when none was."""
@@ -197,8 +187,7 @@ class ModelHolder:
 
     @property
     def unavailable_reason(self) -> str:
-        """Why no model is serving (meaningful while :attr:`current` is None), without the server's
-        absolute paths: it is shown to any caller."""
+        """Why no model is serving, without absolute paths: it is shown to any caller."""
         return hide_paths(self.last_error or "still starting")
 
     def load(self) -> LoadedModel:
@@ -257,13 +246,10 @@ class ModelHolder:
         )
 
     def reload(self) -> Reload:
-        """Load the named model and swap it in unless it is already the one serving (the same
-        version and sha256: then the warm session stays). Reloads are serialized.
+        """Load and swap in unless the same version and sha256 already serve (the warm session stays).
 
-        Each is bounded by ``LOAD_TIMEOUT``: it runs in a thread of its own, and if it has not
-        finished in time the old model keeps serving and :class:`ModelFileError` says so. A load
-        that never ends is abandoned (it will not swap its model in if it ever finishes), and
-        until it does, later reloads are refused at once rather than starting more threads."""
+        Bounded by ``LOAD_TIMEOUT``: a load that never ends is abandoned (it will never swap in) and,
+        until it ends, later reloads are refused rather than starting more threads."""
         if not self._reload_lock.acquire(timeout=self.load_timeout):
             raise ModelFileError(f"another model load is still running after LOAD_TIMEOUT ({self.load_timeout:g} s)")
         try:
@@ -295,9 +281,8 @@ class ModelHolder:
             self._reload_lock.release()
 
     async def reload_async(self) -> Reload:
-        """:meth:`reload` from the event loop. Callers wait for their turn here, in the loop, not
-        each in a worker thread: an update storm behind a slow load cannot use up the thread pool
-        that other requests need."""
+        """Callers queue here on the loop, not each in a worker thread: an update storm behind a slow load
+        cannot use up the thread pool other requests need."""
         if self._turns is None:
             self._turns = anyio.CapacityLimiter(1)
         return await anyio.to_thread.run_sync(self.reload, limiter=self._turns)

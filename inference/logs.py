@@ -32,8 +32,7 @@ def configure_logging(level: int | str = logging.INFO, fmt: str = FORMAT) -> Non
 
 
 def logging_dict(level: int | str = logging.INFO, fmt: str = FORMAT) -> dict[str, object]:
-    """The same routing as :func:`configure_logging`, as a ``dictConfig`` for uvicorn,
-    which applies it in every worker process."""
+    """:func:`configure_logging`'s routing as a ``dictConfig``: uvicorn applies it in every worker."""
     level_name = logging.getLevelName(level) if isinstance(level, int) else level.upper()
     return {
         "version": 1,

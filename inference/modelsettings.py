@@ -1,10 +1,7 @@
 """``modelsettings.json``: the pointer to the current model, and how to trust it.
 
-Training writes this file (atomically); the service and training both read it. The
-path it names is relative to the file's own directory and must stay inside the
-model registry: no absolute paths, no ``..``, no symlink that leads out. The model
-file must match the recorded sha256 before anything runs it.
-"""
+Its path must stay inside the model registry and the file must match its sha256 before anything
+runs it."""
 
 from __future__ import annotations
 
@@ -90,12 +87,8 @@ def sha256_file(path: Path) -> str:
 def read_verified_model(
     settings_path: Path, registry: Path, max_bytes: int = MAX_MODEL_BYTES
 ) -> tuple[ModelSettings, bytes]:
-    """The current settings and the model bytes, checked against the recorded sha256.
-
-    The bytes are read once (a regular file of at most ``max_bytes``, ``MAX_MODEL_BYTES``) and
-    hashed as they are read, so what is verified is exactly what gets loaded, even if the file
-    changes in between.
-    """
+    """The current settings and model bytes, hashed as read once: what is verified is what gets loaded,
+    even if the file changes in between."""
     settings = read_settings(settings_path)
     model_path = resolve_model_path(settings_path, registry, settings.path)
     model = _read_regular(model_path, "model file", max_bytes, follow=False)
@@ -126,11 +119,7 @@ def report_name(version: int) -> str:
 
 
 def report_path(registry: Path, version: int) -> Path:
-    """Version ``version``'s report file, proven to lie inside ``registry`` as model files are.
-
-    :func:`resolve_model_path` takes paths relative to the settings file's directory; a report's
-    name is relative to the registry itself, hence the anchor inside it.
-    """
+    """Version ``version``'s report, proven inside ``registry`` as model files are."""
     return resolve_model_path(registry / MODEL_NAME, registry, report_name(version))
 
 

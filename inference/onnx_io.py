@@ -1,10 +1,6 @@
 """How rows become onnxruntime feeds, and how a model file becomes a session.
 
-The exported graph takes one input per feature, ``[N, 1]`` each: numeric features as
-float32, categorical ones as strings. It returns ``price`` as float32 ``[N, 1]`` (and, for
-a model with a price range, ``price_low`` and ``price_high``), NaN for any row outside
-the feature schema. Training and serving both go through here.
-"""
+Training and serving both go through here, so both feed the graph alike."""
 
 from __future__ import annotations
 
@@ -39,11 +35,8 @@ def make_feeds(
 
 
 def open_session(blob: bytes) -> ort.InferenceSession:
-    """An onnxruntime CPU session over the model bytes.
-
-    One intra-op thread: a request is a handful of rows, and a server scales with
-    processes (``WORKERS``), not with threads fighting over the same cores.
-    """
+    """An onnxruntime CPU session over the model bytes, with one intra-op thread: a server scales with
+    processes (``WORKERS``), not with threads fighting over the same cores."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -65,15 +58,13 @@ def predict_outputs(
     names: Sequence[str],
     options: ort.RunOptions | None = None,
 ) -> np.ndarray:
-    """The named outputs side by side, float32 ``[N, len(names)]``, in one onnxruntime call
-    (``options`` lets :mod:`inference.deadline` stop it)."""
+    """The named outputs side by side, float32 ``[N, len(names)]``, in one onnxruntime call."""
     return np.concatenate(session.run(list(names), feeds, options), axis=1)
 
 
 def range_level(session: ort.InferenceSession) -> float | None:
-    """The price range's nominal coverage (0.8 for an 80% range) when the model has one: both
-    :data:`RANGE_OUTPUTS` and a ``price_range_level`` between 0 and 1 in its metadata. Serving,
-    the gate and the report all decide "has a price range" here."""
+    """The price range's nominal coverage when the model has one, else None: serving, the gate and the
+    report all decide "has a price range" here."""
     names = {o.name for o in session.get_outputs()}
     if not all(n in names for n in RANGE_OUTPUTS):
         return None
@@ -85,7 +76,6 @@ def range_level(session: ort.InferenceSession) -> float | None:
 
 
 def metadata(session: ort.InferenceSession) -> dict[str, str]:
-    """The model's ``metadata_props``."""
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
@@ -97,9 +87,7 @@ def check_inputs(session: ort.InferenceSession) -> None:
 
 
 def check_interface(session: ort.InferenceSession, options: ort.RunOptions | None = None) -> None:
-    """What the service checks before it serves a model: the schema's inputs, a ``price`` output,
-    both range outputs or neither, the feature schema the model carries (if it does) equal to this
-    one, and one finite trial price. :class:`ModelFileError` naming the first problem."""
+    """What the service checks before it serves a model; :class:`ModelFileError` naming the first problem."""
     check_inputs(session)
     outputs = [o.name for o in session.get_outputs()]
     if OUTPUT not in outputs:

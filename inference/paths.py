@@ -1,15 +1,5 @@
-"""The one resolver of the project's paths, shared by serving and training.
-
-| variable        | default                               |
-|-----------------|---------------------------------------|
-| MODEL_SETTINGS  | <repo>/modelsettings.json             |
-| MODEL_REGISTRY  | model_registry/ beside MODEL_SETTINGS |
-| DIAMOND_DB      | <repo>/diamond.db (training only)     |
-
-An explicit argument (a command-line option) wins over the variable. A relative path
-is taken from the current directory. So with only ``MODEL_SETTINGS=/srv/x/modelsettings.json``
-set, both the service and training use ``/srv/x/model_registry``.
-"""
+"""The one resolver of the project's paths (MODEL_SETTINGS, MODEL_REGISTRY, DIAMOND_DB), shared by
+serving and training, so that setting only MODEL_SETTINGS moves the registry beside it for both."""
 
 from __future__ import annotations
 

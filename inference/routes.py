@@ -1,9 +1,6 @@
 """Every API route, declared once: path, method, handler and documentation together.
 
-The app mounts :data:`OPERATIONS` and generates ``/openapi.json`` from the same list
-(:mod:`inference.rest.openapi`). Pages that are not API operations (the docs, the calculator,
-``/metrics``) are mounted beside them and left out of the document.
-"""
+Pages that are not API operations (docs, calculator, ``/metrics``) are mounted beside them."""
 
 from __future__ import annotations
 

@@ -1,15 +1,13 @@
 """The feature schema: the one definition of the model's inputs.
 
-Training encodes categories and validates rows with it, the exported model carries
-it in its ``metadata_props``, and the API validates requests against it. Nothing
-else in the project spells out a feature name, a category or a range.
-"""
+Nothing else in the project spells out a feature name, a category or a range."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 CUTS: tuple[str, ...] = ("Fair", "Good", "Very Good", "Premium", "Ideal")
@@ -32,9 +30,9 @@ class FeatureSchema:
     """Categorical feature -> allowed values, in quality order (worst first)."""
     target: str = "price"
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
-        """All feature names, numeric first, in the model's input order."""
+        """All feature names, numeric first, in the model's input order (computed once: every request reads it)."""
         return (*self.numeric, *self.categorical)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,9 +1,6 @@
-"""What every handler takes from the app, whichever API it serves: the settings, the model holder,
-and the model a request will use to the end (or a 503 saying why there is none).
-
-The app factory puts ``settings``, ``holder`` and ``batcher`` on ``app.state``; handlers read
-them only through here, so a handler's dependencies are visible in its imports.
-"""
+"""What every handler takes from the app: the settings, the model holder, and the model a request
+uses to the end (or a 503 saying why there is none); read only through here, so a handler's
+dependencies are visible in its imports."""
 
 from __future__ import annotations
 
@@ -22,13 +19,11 @@ def settings_of(request: Request) -> Settings:
 
 
 def holder_of(request: Request) -> ModelHolder:
-    """The process's model holder."""
     holder: ModelHolder = request.app.state.holder
     return holder
 
 
 def batcher_of(request: Request) -> RowBatcher:
-    """The process's single-row batcher."""
     batcher: RowBatcher = request.app.state.batcher
     return batcher
 

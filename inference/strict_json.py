@@ -1,9 +1,6 @@
-"""JSON as RFC 8259 has it, for every file and body the project reads or writes.
+"""JSON as RFC 8259 has it: ``json``'s ``NaN`` and ``Infinity`` must be refused, not half-parsed.
 
-``json`` accepts and writes ``NaN`` and ``Infinity``, which no other JSON reader does; a settings
-file, a history line or a request body holding them must be refused, not half-parsed. Training
-uses this module too, so it imports nothing but the standard library.
-"""
+Training uses this module too, so it imports nothing but the standard library."""
 
 from __future__ import annotations
 
@@ -16,8 +13,8 @@ def _refuse(token: str) -> Any:
 
 
 def loads(raw: bytes | str, *, constants: bool = False) -> Any:
-    """Parse ``raw``; ``NaN`` and ``Infinity`` are a ValueError unless ``constants`` (then they parse
-    as floats, so that a field's validation can name them). Nesting too deep is a ValueError too."""
+    """Parse ``raw``; ``NaN``, ``Infinity`` and too deep nesting are a ValueError (with ``constants``
+    the two parse as floats, so that a field's validation can name them)."""
     try:
         return json.loads(raw, parse_constant=None if constants else _refuse)
     except RecursionError:

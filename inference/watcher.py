@@ -1,11 +1,7 @@
 """Every worker converges on the model that modelsettings.json names.
 
-Each process checks the settings file's identity (device, inode, size, mtime) once
-per interval, a single ``stat``, and reloads through the holder's safe
-load-then-swap path when it changes. While no model is serving, it retries on every
-check, so a service started before its first model begins serving as soon as one
-appears. A bad settings file is logged once per change, not once per check.
-"""
+One ``stat`` per interval; retried on every check while no model serves, so a service started
+before its first model picks it up; a bad settings file is logged once per change."""
 
 from __future__ import annotations
 

@@ -440,3 +440,19 @@ def table_state(db: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
     finally:
         con.close()
     return rows, schema
+
+
+# -- real processes ---------------------------------------------------------------------------------
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def port_of(base: str) -> int:
+    """The port of a ``http://127.0.0.1:N`` base URL."""
+    return int(base.rsplit(":", 1)[1])

@@ -135,20 +135,22 @@ def run(
             (summary.rows_read, summary.added, summary.refused_total, summary.import_id),
         )
         con.commit()
-    except sqlite3.OperationalError as exc:
-        con.rollback()
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise _busy(db, busy_timeout) from None
-        raise ImportFailed(f"cannot write {db}: {exc}; nothing imported") from None
     except sqlite3.DatabaseError as exc:
         con.rollback()
-        raise ImportFailed(f"cannot write {db}: {exc}; nothing imported") from None
+        raise _write_failed(exc, db, busy_timeout, "; nothing imported") from None
     except BaseException:
         con.rollback()
         raise
     finally:
         con.close()
     return summary
+
+
+def _write_failed(exc: sqlite3.DatabaseError, db: Path, busy_timeout: float, suffix: str = "") -> Exception:
+    """What a failed write means to the user: another writer held the lock, or the database is unwritable."""
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+        return _busy(db, busy_timeout)
+    return ImportFailed(f"cannot write {db}: {exc}{suffix}")
 
 
 def _begin(db: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -166,14 +168,9 @@ def _begin(db: Path, busy_timeout: float) -> sqlite3.Connection:
             con.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             con.execute("BEGIN IMMEDIATE")
         con.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    except sqlite3.OperationalError as exc:
-        con.close()
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise _busy(db, busy_timeout) from None
-        raise ImportFailed(f"cannot write {db}: {exc}") from None
     except sqlite3.DatabaseError as exc:
         con.close()
-        raise ImportFailed(f"cannot write {db}: {exc}") from None
+        raise _write_failed(exc, db, busy_timeout) from None
     if interrupted and not journal.exists():
         log.info("rolled back a write that was interrupted earlier (%s)", journal.name)
     return con

@@ -1,7 +1,5 @@
-"""Request and response bodies of the JSON API, generated from the feature schema.
-
-The same pydantic models validate requests and produce ``/openapi.json``.
-"""
+"""Request and response bodies of the JSON API, generated from the feature schema; the same pydantic
+models validate requests and produce ``/openapi.json``."""
 
 from __future__ import annotations
 

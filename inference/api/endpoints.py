@@ -10,14 +10,13 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
-from inference.api.bodies import Diamond, DiamondBatch
-from inference.api.validate import parse_json, validate
+from inference.api.bodies import Diamond
+from inference.api.validate import parse_json, validate_columns
 from inference.errors import ReloadFailed, Unauthorized, hide_paths
 from inference.holder import LoadedModel, ModelHolder
 from inference.modelsettings import REPORT_ROUTE, ModelFileError, report_exists
 from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
 from inference.rest.wire import json_response
-from inference.schema import columns
 from inference.serving import batcher_of, holder_of, loaded_or_503, serving_model, settings_of
 
 log = logging.getLogger(__name__)
@@ -94,18 +93,17 @@ async def diamond_prices(request: Request) -> Response:
 
 
 def _price_batch(holder: ModelHolder, body: bytes, limit: int) -> tuple[int, Response]:
-    """Validate, price and serialize a batch: on the event loop for a small body, else in one
-    worker thread call: one hand-off instead of three."""
-    diamonds = validate(DiamondBatch, body, limit).diamonds
+    """Validate, price and serialize a batch: on the loop when small, else in one worker-thread hand-off."""
+    features = validate_columns(body, limit)
     model = loaded_or_503(holder, holder.current)
-    values = model.price(columns(diamonds))
+    values = model.price(features)
     ranges = None
     if model.range_level is not None:  # built column-wise: one small dict per row is most of the JSON's cost
         level = model.range_level
         lows, highs = values[:, 1].tolist(), values[:, 2].tolist()
         ranges = [{"low": lo, "high": hi, "level": level} for lo, hi in zip(lows, highs, strict=True)]
     answer = {"prices": values[:, 0].tolist(), "price_ranges": ranges, "model_version": model.version}
-    return len(diamonds), json_response(answer)
+    return len(values), json_response(answer)
 
 
 def check_token(request: Request, token: str | None) -> None:

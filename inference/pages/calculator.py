@@ -1,17 +1,7 @@
 """The price calculator at ``/calculator``: the browser prices diamonds itself, with onnxruntime-web.
 
-The page is ``examples/web/`` (``CALCULATOR_DIR``), the same files that work from any static
-server at the repository root. It reads ``../../modelsettings.json`` relative to itself, then the
-``.onnx`` that file names, checks its sha256, and takes the category lists from the model's
-``metadata_props``. So that one page works both ways, this service answers those URLs like the
-repository does: ``GET /modelsettings.json`` is the settings of the model being served, and
-``GET /model_registry/<file>`` is that model's file (and no other), re-checked against its sha256.
-
-onnxruntime-web comes from the npm registry at build time (``make web``: ``npm ci --prefix
-examples/web``, pinned by ``examples/web/package-lock.json``) and is never committed. Only the three
-files the page loads are reachable, all from this origin; until they are installed, the page
-answers 503 with the command to run.
-"""
+This service answers the page's repository-relative URLs (``/modelsettings.json``,
+``/model_registry/<file>``) with the served model only, so one page works from both."""
 
 from __future__ import annotations
 
@@ -69,8 +59,7 @@ async def model_settings(request: Request) -> Response:
 
 
 class PublishedModel:
-    """The served model's file as last read, by the file's identity: a download re-reads and
-    re-hashes it (off the event loop) only when the file changed, not per request."""
+    """The served model's file as last read: re-hashed (off the event loop) only when the file changed."""
 
     def __init__(self) -> None:
         self._cached: FileBytes | None = None
@@ -106,8 +95,8 @@ async def model_file(request: Request) -> Response:
 
 
 def calculator_routes(web_dir: Path) -> list[BaseRoute]:
-    """``/calculator`` (a redirect to ``/calculator/``: the page's URLs are relative to it), its files,
-    and the current model at the repository's own paths; none is in the schema."""
+    """``/calculator`` (redirect to ``/calculator/``: the page's URLs are relative), its files, and the
+    current model at the repository's own paths."""
 
     async def to_page(request: Request) -> Response:
         query = request.url.query  # a shared link's diamond (?carat=0.7&cut=Ideal...) survives the redirect

@@ -1,12 +1,7 @@
 """Offline API docs: Swagger UI at ``/docs`` and ReDoc at ``/redoc``, both over ``/openapi.json``.
 
-The two pages are our own files in ``static/``; the third-party bundles come from the npm registry at
-build time (``make docs`` runs ``npm ci --prefix static``, pinned by ``static/package-lock.json``) and
-are never committed. Everything the pages load is served from ``/static`` by this service, so they make
-no request to any other host. Under ``/static`` only an allow-list of files is reachable: never
-``package.json``, the lock file or the rest of ``node_modules``. Until the bundles are installed, the
-pages answer 503 with a JSON error that says to run ``make docs``.
-"""
+Every file the pages load is served here, so they make no request to any other host; only an
+allow-list under ``/static`` is reachable (never ``package.json`` or the rest of ``node_modules``)."""
 
 from __future__ import annotations
 
@@ -41,10 +36,8 @@ INSTALL_HINT = "run `make docs` (npm ci --prefix static --no-audit --no-fund --i
 
 
 class AllowListedFiles(StaticFiles):
-    """``StaticFiles`` that serves only the named files of its directory (404 for the rest).
-
-    The directory may not exist yet: it appears when ``make docs`` runs, without a restart.
-    """
+    """``StaticFiles`` serving only the named files (404 for the rest); the directory may appear later,
+    when ``make docs`` runs, without a restart."""
 
     def __init__(self, directory: Path, names: Iterable[str], *, source_maps: bool = False) -> None:
         super().__init__(directory=directory, check_dir=False)

@@ -1,8 +1,5 @@
-"""``GET /models/{version}/drift``: the serving model's input drift as JSON (:mod:`inference.drift`).
-
-The same figures as the ``diamond_input_drift_*`` gauges, with each feature's expected and observed
-shares per bin, so that an operator sees which bins moved, not only that something did.
-"""
+"""``GET /models/{version}/drift``: the serving model's input drift as JSON, with expected and observed
+shares per bin, so an operator sees which bins moved, not only that something did."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
 """Run reports, read-only: ``GET /models/{version}/report`` serves a promoted version's HTML report.
 
-Training writes ``diamond_price-v{N}.report.html`` beside ``diamond_price-v{N}.onnx`` when it
-promotes version N (see ``training/report``); :func:`inference.modelsettings.report_path` owns that
-name, so both sides agree on it. The file is found exactly as a model file is: it must resolve
-inside the registry, through no symlink that leads out. The page is served with a policy that allows
-no script and no request at all: the report inlines its styles and its plots (``data:`` images).
-"""
+Found exactly as a model file is, and served under a policy allowing no script and no request."""
 
 from __future__ import annotations
 
@@ -33,8 +28,8 @@ CONTENT_SECURITY_POLICY = (
 
 
 def parse_version(raw: str) -> int:
-    """A version as ``/`` writes it: ASCII digits, no sign, no leading zero (``str.isdigit`` also
-    accepts digits that ``int`` refuses, such as superscripts; ``003`` would alias ``3``)."""
+    """A version as ``/`` writes it: ``str.isdigit`` accepts digits ``int`` refuses (superscripts),
+    and ``003`` would alias ``3``."""
     if not VERSION.fullmatch(raw):
         raise NotFound(f"version: {clip_text(ascii(raw), 40)} is not a model version (a whole number from 1)")
     return int(raw)

@@ -35,9 +35,7 @@ def check_media_type(request: Request, accepted: tuple[str, ...] = (JSON,), *, r
 
 
 async def read_body(request: Request, accepted: tuple[str, ...] = (JSON,), *, required: bool = True) -> bytes:
-    """The body, its media type checked (415) and its content encoding undone (gzip, deflate; 413
-    past ``MAX_BODY_BYTES`` once inflated, 415 for another encoding). 408 and 413 on the wire come
-    from :class:`inference.rest.limits.BodyLimits`."""
+    """The body, media type checked (415) and content encoding undone (413 past ``MAX_BODY_BYTES``)."""
     check_media_type(request, accepted, required=required)
     max_bytes: int = settings_of(request).max_body_bytes
     reservation = request.scope.get(RESERVATION)

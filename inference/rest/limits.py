@@ -1,26 +1,14 @@
 """Limits on request bodies: size, read deadline, memory held, and bomb-safe decompression.
 
-:class:`BodyLimits` wraps every HTTP request:
-
-- a declared ``Content-Length`` over ``MAX_BODY_BYTES`` is refused (413) before a byte is read,
-  and a streamed body as soon as it passes the limit;
-- the whole body must arrive within ``BODY_TIMEOUT`` seconds of the request's start, or the
-  answer is 408 and the connection is closed (a stalled upload cannot hold memory for ever);
-- the bytes a request holds beyond :data:`FREE_BODY_BYTES` are reserved from a per-process
-  budget, ``BODY_BUFFER_BYTES``: a declared ``Content-Length`` before it is read, a chunked body
-  as its chunks arrive (never the maximum up front), a gzip or deflate body again as it inflates.
-  While the budget is spent the request waits without reading, so the bytes stay in the kernel's
-  socket buffer, not in this process (and past ``BODY_TIMEOUT``, 408). Small bodies never wait;
-- a ``Transfer-Encoding`` other than ``chunked`` alone (``gzip, chunked``) is refused with 501;
-- an answer sent before its request body was fully read closes the connection, so a client
-  cannot keep it open by never finishing the body.
-"""
+Each bound keeps one client from holding memory or a connection for ever: bytes beyond a small
+free share wait for a per-process budget unread, in the kernel's socket buffer, not here."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import zlib
+from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,8 +55,7 @@ class BodyBudget:
 
 
 class Reservation:
-    """What one request holds of the budget. It grows with the bytes the request holds: a declared
-    ``Content-Length`` at once, a chunked body as its chunks arrive, an encoded body as it inflates."""
+    """What one request holds of the budget: it grows as the request's bytes arrive or inflate."""
 
     def __init__(self, budget: BodyBudget, deadline: float, timeout: float) -> None:
         self.budget = budget
@@ -77,8 +64,7 @@ class Reservation:
         self.held = 0
 
     async def cover(self, total: int) -> None:
-        """Hold enough for ``total`` bytes of this request (those over :data:`FREE_BODY_BYTES`),
-        waiting for room until the request's deadline at most (then 408)."""
+        """Hold enough for ``total`` bytes, waiting for room until the request's deadline at most (then 408)."""
         wanted = min(total - FREE_BODY_BYTES, self.budget.capacity) - self.held
         if wanted <= 0:
             return
@@ -100,8 +86,50 @@ RESERVATION = "diamond.body_reservation"
 """The scope key of the request's :class:`Reservation` (``read_body`` grows it while inflating)."""
 
 
+class _Deadline:
+    """One timer per request that cancels it only while it waits in a receive: the bound of a cancel
+    scope per receive, without creating one per receive."""
+
+    __slots__ = ("_expired", "_task", "_timer", "at", "waiting")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.waiting = False
+        self._expired = False
+        self._task: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def enter(self) -> bool:
+        """False once the deadline has passed; else the caller may wait until it does."""
+        remaining = self.at - time.monotonic()
+        if remaining <= 0:
+            return False
+        if self._timer is None:
+            self._task = asyncio.current_task()
+            self._timer = asyncio.get_running_loop().call_later(remaining, self._expire)
+        self.waiting = True
+        return True
+
+    def _expire(self) -> None:
+        if self.waiting and self._task is not None:
+            self._expired = True
+            self._task.cancel()
+
+    def expired(self) -> bool:
+        """Whether a cancellation just caught came from this deadline (then it is consumed)."""
+        if not self._expired or self._task is None:
+            return False
+        self._expired = False
+        self._task.uncancel()
+        return True
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 class BodyLimits:
-    """Pure ASGI middleware enforcing the limits in the module docstring."""
+    """Pure ASGI middleware enforcing the body limits (each one's reason: docs/security.md)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout: float, buffer_bytes: int) -> None:
         self.app = app
@@ -126,6 +154,7 @@ class BodyLimits:
         deadline = time.monotonic() + self.timeout
         reservation = Reservation(self.budget, deadline, self.timeout)
         scope[RESERVATION] = reservation
+        timer = _Deadline(deadline)
         received = 0
 
         async def limited_receive() -> Message:
@@ -134,13 +163,16 @@ class BodyLimits:
                 raise PayloadTooLarge(f"request body exceeds the limit of {self.max_bytes} bytes")
             if body_pending:  # a declared length at once, a chunked body by what has arrived
                 await reservation.cover(size if size is not None else received)
-            remaining = deadline - time.monotonic()
-            message: Message | None = None
-            if remaining > 0:
-                with anyio.move_on_after(remaining):
-                    message = await receive()
-            if message is None:
+            if not timer.enter():
                 raise RequestTimeout(f"the request body did not arrive within {self.timeout:g} s")
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                if timer.expired():
+                    raise RequestTimeout(f"the request body did not arrive within {self.timeout:g} s") from None
+                raise
+            finally:
+                timer.waiting = False
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
@@ -161,6 +193,7 @@ class BodyLimits:
         try:
             await self.app(scope, limited_receive, closing_send)
         finally:
+            timer.close()
             reservation.release()
 
     async def _refuse_transfer_coding(self, codings: bytes, scope: Scope, receive: Receive, send: Send) -> None:
@@ -174,10 +207,8 @@ INFLATE_STEP = 64 * 1024
 
 
 async def decode_content(body: bytes, encoding: str | None, max_bytes: int, reservation: Reservation | None) -> bytes:
-    """The body with its ``Content-Encoding`` undone: gzip and deflate are inflated up to
-    ``max_bytes`` (413 beyond: a small bomb cannot grow past the body limit), the inflated bytes
-    reserved from the budget as they are produced, beside the encoded ones; identity passes;
-    anything else is a 415."""
+    """The body with its ``Content-Encoding`` undone, inflating at most ``max_bytes`` (a small bomb cannot
+    grow past the body limit) and reserving the inflated bytes as they come; 415 for unknown codings."""
     coding = (encoding or "identity").strip().lower()
     if coding in ("", "identity"):
         return body

@@ -1,11 +1,7 @@
 """Prometheus metrics, right across N worker processes.
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set (``python -m inference`` always sets it), every
-worker writes its samples to files in that directory and ``/metrics`` aggregates them
-with the client library's ``MultiProcessCollector``: a scrape that reaches any one
-worker reports the totals of all of them. Without it (in-process tests), the
-metrics live in a registry private to the app.
-"""
+With ``PROMETHEUS_MULTIPROC_DIR`` any worker's ``/metrics`` reports the totals of all; without it
+(in-process tests), a registry private to the app."""
 
 from __future__ import annotations
 

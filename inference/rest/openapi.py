@@ -1,7 +1,5 @@
-"""Routes declared once: an :class:`Operation` is a route's path, method and handler together with
-its documentation. The app mounts ``operation.route()`` for each, and ``/openapi.json`` (OpenAPI 3.1)
-is generated from the same list and from the pydantic models that validate requests, so a route
-cannot be served undocumented or documented unserved."""
+"""Routes declared once: an :class:`Operation` is a route with its documentation, and ``/openapi.json``
+is generated from the same list, so a route cannot be served undocumented or documented unserved."""
 
 from __future__ import annotations
 
@@ -47,7 +45,6 @@ class Operation:
 
 
 def build_openapi(operations: list[Operation], *, title: str, version: str, description: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``operations``."""
     models: set[type[BaseModel]] = {Error}
     for op in operations:
         if op.request is not None:

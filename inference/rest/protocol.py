@@ -1,23 +1,7 @@
 """uvicorn's httptools protocol with bounded request heads, trailers, pipelines and unsent answers.
 
-uvicorn keeps every header line it has parsed until the head ends, and waits for the head
-without a deadline: one connection sending ``X: a`` lines for ever grows the process without
-bound, and connections that never finish their head fill ``LIMIT_CONCURRENCY``. Here a request
-head (request line and headers) must stay within ``MAX_HEADER_BYTES`` and arrive within
-``HEADER_TIMEOUT`` seconds of its first byte (or of the connection, for the first request);
-otherwise the answer is 431 or 408 and the connection is closed. Moreover:
-
-- a chunked body's trailer fields count against the same ``MAX_HEADER_BYTES`` (uvicorn appended
-  them to the request's headers without bound) and are dropped, never given to the app;
-- ``Transfer-Encoding`` other than ``chunked`` alone (``gzip, chunked``) is answered 501 and the
-  connection closed: httptools would read it as plain chunked;
-- at most ``MAX_PIPELINED`` requests wait unanswered behind the one being served: uvicorn parses
-  a whole read of pipelined requests at once and resumes reading after every answer, so the queue
-  grew with what the client sent. Past the bound, parsing stops, reading stays paused, the queued
-  requests are answered and the connection is closed (a client may resend the rest);
-- an answer the client does not read is bounded in time: when unsent bytes wait and none has
-  left for ``WRITE_TIMEOUT`` seconds, the connection is aborted and its buffer freed.
-"""
+uvicorn bounds none of these: one connection could grow the process or hold a slot for ever.
+Each bound's reason and answer: docs/security.md."""
 
 from __future__ import annotations
 
@@ -34,8 +18,7 @@ from inference.config import Settings
 
 @functools.cache
 def connection_limits() -> Settings:
-    """The settings (MAX_HEADER_BYTES, HEADER_TIMEOUT, MAX_PIPELINED, WRITE_TIMEOUT), read once per
-    process from the environment."""
+    """The connection settings, read once per process from the environment."""
     return Settings.from_env()
 
 
@@ -44,8 +27,8 @@ class _StopParsing(Exception):
 
 
 class BoundedFlow(FlowControl):
-    """uvicorn's flow control, except that reading stays paused while the pipeline is full, and
-    writing is watched: unsent bytes that make no progress for ``timeout`` seconds abort it."""
+    """uvicorn's flow control, except that reading stays paused while the pipeline is full and unsent
+    bytes that make no progress for ``timeout`` seconds abort the connection."""
 
     def __init__(self, transport: asyncio.Transport, protocol: BoundedHttpToolsProtocol, timeout: float) -> None:
         super().__init__(transport)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic_core import PydanticSerializationError, from_json, to_json
 from starlette.responses import Response
 
 from inference import strict_json
@@ -16,14 +17,17 @@ JSON = "application/json"
 
 
 def structural_bytes(raw: bytes) -> int:
-    """The ``{``, ``[``, ``:`` and ``,`` bytes of a JSON body: an upper bound of the values it can
-    hold, counted before parsing (a megabyte of ``[]`` costs the parser far more than the count)."""
+    """The ``{[:,`` bytes of a JSON body, an upper bound of its values: counted before parsing, as a
+    megabyte of ``[]`` costs the parser far more than the count."""
     return raw.count(b"{") + raw.count(b"[") + raw.count(b":") + raw.count(b",")
 
 
 def strict_loads(raw: bytes, *, constants: bool = False) -> Any:
-    """A request's JSON: UTF-8, any failure a 400. ``NaN`` and ``Infinity`` are refused unless
-    ``constants`` (see :func:`inference.strict_json.loads`)."""
+    """A request's JSON, any failure a 400; ``NaN`` and ``Infinity`` refused unless ``constants``.
+    pydantic-core parses first; what it refuses is parsed again by ``json``, whose errors are the answer."""
+    if not constants:
+        with contextlib.suppress(ValueError):
+            return from_json(raw, allow_inf_nan=False)
     try:
         return strict_json.loads(raw.decode("utf-8"), constants=constants)
     except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
@@ -31,8 +35,7 @@ def strict_loads(raw: bytes, *, constants: bool = False) -> Any:
 
 
 def dump(body: Any) -> bytes:
-    """``body`` as compact JSON. Text that is not valid Unicode (a lone surrogate a client sent,
-    echoed in an error) is written as its JSON escape instead of failing."""
+    """``body`` as compact JSON; a lone surrogate a client sent is written escaped instead of failing."""
     try:
         return to_json(body)
     except PydanticSerializationError:

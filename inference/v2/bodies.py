@@ -1,10 +1,7 @@
 """Bodies of the Open Inference Protocol (KServe V2) REST API, as pydantic models.
 
-They document the V2 routes in ``/openapi.json``, and :class:`InferenceRequest` validates the
-JSON part of an inference request before :mod:`inference.v2.endpoints` checks each tensor against the
-feature schema. Unknown top-level and per-tensor fields are ignored, as the protocol allows
-(clients send e.g. ``model_name``).
-"""
+Unknown top-level and per-tensor fields are ignored, as the protocol allows (clients send e.g.
+``model_name``); class docstrings are the ``/openapi.json`` descriptions."""
 
 from __future__ import annotations
 

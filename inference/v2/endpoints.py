@@ -1,17 +1,13 @@
 """The Open Inference Protocol (KServe V2) REST API, beside the JSON API, over the same model.
 
-Health, server and model metadata, model readiness and inference at ``/v2/...``, with the
-binary tensor data extension (:mod:`inference.v2.binary`) in both directions, as Triton's
-client uses it by default. Inputs are validated against the same feature schema as the JSON
-API (:mod:`inference.v2.tensors`) and priced by the same model call, rounded to cents, so a row
-gets the same price here as from ``/diamond_prices``. Every client error is a 4xx with
-``{"error": ...}``: 400 for a bad request, 404 for another model or version.
-"""
+Same feature schema and model call as the JSON API, so a row gets the same price from either."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,19 +18,19 @@ from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
 from inference.rest.openapi import Error, Operation, Responses
 from inference.rest.wire import JSON, json_response
 from inference.schema import FEATURES
-from inference.serving import holder_of, loaded_or_503
+from inference.serving import batcher_of, holder_of, loaded_or_503
 from inference.v2 import bodies as v
 from inference.v2.binary import BINARY_MEDIA_TYPE, HEADER_LENGTH, encode_response, split_body
+from inference.v2.bodies import InferenceRequest
 from inference.v2.parse import parse_inference_request
-from inference.v2.tensors import decode_inputs, requested_outputs, tensor_metadata
+from inference.v2.tensors import Column, decode_inputs, requested_outputs, tensor_metadata
 
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data"]
 
 
 def _named_model(request: Request) -> LoadedModel | None:
-    """The current model (None when none is loaded), taken once: this request uses it to the end.
-    404 unless the path names it, and names its version if it names one."""
+    """The current model, taken once so this request uses it to the end; 404 unless the path names it."""
     model = holder_of(request).current
     name = request.path_params["model_name"]
     served = model.settings.name if model is not None else MODEL_NAME
@@ -47,7 +43,6 @@ def _named_model(request: Request) -> LoadedModel | None:
 
 
 def _serving_model(request: Request) -> LoadedModel:
-    """:func:`_named_model`, or 503 while no model is loaded."""
     return loaded_or_503(holder_of(request), _named_model(request))
 
 
@@ -93,21 +88,50 @@ async def infer(request: Request) -> Response:
     model = _serving_model(request)
     body = await read_body(request, (JSON, BINARY_MEDIA_TYPE), required=False)
     head, binary = split_body(body, request.headers.get(HEADER_LENGTH))
-    if len(body) <= INLINE_BODY_BYTES and not model.speed.slow:
-        rows, response = _infer(model, head, binary)
+    if len(body) <= INLINE_BODY_BYTES:
+        req, wanted, columns = _decode(model, head, binary)
+        if len(columns[FEATURES.names[0]]) == 1:  # one row: coalesced with the others of this loop turn
+            row = SimpleNamespace(**{name: values[0] for name, values in columns.items()})
+            try:  # the batcher also moves a slow model's calls off the loop
+                cents = np.array([await batcher_of(request).price(model, row)])
+            except UnpriceableRows as exc:
+                raise BadRequest(str(exc)) from None
+            rows, response = 1, _answer(model, req, wanted, cents)
+        elif not model.speed.slow:
+            rows, response = _price(model, req, wanted, columns)
+        else:
+            rows, response = await off_loop(request, _price, model, req, wanted, columns)
     else:
         rows, response = await off_loop(request, _infer, model, head, binary)
     request.state.rows = rows
     return response
 
 
-def _infer(model: LoadedModel, head: bytes, binary: memoryview) -> tuple[int, Response]:
+def _decode(
+    model: LoadedModel, head: bytes, binary: memoryview
+) -> tuple[InferenceRequest, list[tuple[str, bool]], dict[str, Column]]:
+    """The validated request, the outputs it wants and its feature columns (400 naming any problem)."""
     req = parse_inference_request(head)
     wanted = requested_outputs(req, model.outputs)
+    return req, wanted, decode_inputs(req.inputs, binary, FEATURES)
+
+
+def _infer(model: LoadedModel, head: bytes, binary: memoryview) -> tuple[int, Response]:
+    return _price(model, *_decode(model, head, binary))
+
+
+def _price(
+    model: LoadedModel, req: InferenceRequest, wanted: list[tuple[str, bool]], columns: dict[str, Column]
+) -> tuple[int, Response]:
     try:
-        cents = model.price(decode_inputs(req.inputs, binary, FEATURES))
+        cents = model.price(columns)
     except UnpriceableRows as exc:
         raise BadRequest(str(exc)) from None
+    return len(cents), _answer(model, req, wanted, cents)
+
+
+def _answer(model: LoadedModel, req: InferenceRequest, wanted: list[tuple[str, bool]], cents: np.ndarray) -> Response:
+    """The response: each wanted output's column of ``cents``, as JSON or binary data."""
     outputs, blobs = [], []
     for name, as_binary in wanted:
         values = cents[:, model.outputs.index(name)]
@@ -123,7 +147,7 @@ def _infer(model: LoadedModel, head: bytes, binary: memoryview) -> tuple[int, Re
     if req.id is not None:
         header["id"] = req.id
     header["outputs"] = outputs
-    return len(cents), encode_response(header, blobs)
+    return encode_response(header, blobs)
 
 
 _NAME = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string", "examples": [MODEL_NAME]}}
@@ -155,7 +179,6 @@ _INFER_RESPONSES: Responses = {
 
 
 def _model_operations(versioned: bool) -> list[Operation]:
-    """Metadata, readiness and inference of the model, or of one version of it."""
     base = "/v2/models/{model_name}" + ("/versions/{model_version}" if versioned else "")
     params = [_NAME, _VERSION] if versioned else [_NAME]
     which = "that version of the model" if versioned else "the model"

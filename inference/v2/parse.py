@@ -1,12 +1,5 @@
-"""The JSON part of a V2 inference request, checked in the order that keeps hostile input cheap.
-
-First the structural bytes are counted, so a megabyte of ``{}`` never reaches the parser; then
-the JSON is parsed strictly (:func:`inference.v2.binary.strict_json`); then the lists and objects
-pydantic would report one error per element of are bounded; then
-:class:`~inference.v2.bodies.InferenceRequest` validates it. Problems are formatted by the same
-:func:`inference.errors.problem_list` as the JSON API's, naming the input tensor; V2 answers them
-with 400, as the protocol does.
-"""
+"""The JSON part of a V2 inference request, checked in the order that keeps hostile input cheap:
+count structural bytes, parse strictly, bound lists and objects, then validate."""
 
 from __future__ import annotations
 
@@ -54,8 +47,8 @@ def parse_inference_request(head: bytes) -> InferenceRequest:
 
 
 def _check_size(head: bytes) -> None:
-    """Refuse, by counting bytes, a JSON head with more values than any valid request holds
-    (before parsing it: a megabyte of ``{}`` costs the parser far more than the count)."""
+    """Refuse a JSON head with more values than any valid request holds, by counting bytes before parsing
+    (a megabyte of ``{}`` costs the parser far more than the count)."""
     inputs = len(FEATURES.names)
     if structural_bytes(head) > inputs * (3 * MAX_BATCH + 64) + 4096:
         raise BadRequest(f"the request holds more JSON values than {MAX_BATCH} rows of {inputs} inputs can")

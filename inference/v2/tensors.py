@@ -1,17 +1,10 @@
-"""V2 request tensors: inputs to feature columns, checked against the feature schema like the
-JSON API, and whether the output goes back as binary data.
-
-Numeric features are FP32 tensors and categorical ones BYTES (UTF-8 strings), each of shape
-``[N]`` or ``[N, 1]`` with the same N, at most :data:`~inference.api.bodies.MAX_BATCH` rows.
-Values come from JSON ``data`` (flat, or nested as the shape) or from the binary tensor data
-after the JSON. A numeric value must be finite and inside its range once it is FP32, exactly
-the value the model sees; a category must be one the schema allows. Every problem is a 400
-that names the input.
-"""
+"""V2 request tensors: inputs to feature columns, checked against the feature schema like the JSON
+API. A value is checked once it is FP32, exactly what the model sees."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -29,6 +22,7 @@ SHOWN = 5
 """Offending rows quoted in an error message."""
 
 Column = np.ndarray | list[str]
+_NUMBERS = frozenset({int, float})
 
 
 def tensor_metadata(
@@ -81,7 +75,10 @@ def decode_inputs(inputs: Sequence[RequestInput], binary: memoryview, schema: Fe
                 )
             chunk = binary[offset : offset + size]
             offset += size
-            columns[inp.name] = decode_fp32(chunk, n, where) if numeric else decode_bytes(chunk, n, where)
+            if numeric:
+                columns[inp.name] = decode_fp32(chunk, n, where)
+            else:
+                columns[inp.name] = decode_bytes(chunk, n, where, schema.categorical[inp.name])
             shown: np.ndarray | None = None
         elif inp.data is None:
             raise BadRequest(f"{where}: has no data: give data, or binary_data_size and the binary tensor data")
@@ -105,9 +102,8 @@ def _flag(parameters: Parameters | None, key: str, default: bool, where: str = "
 
 
 def requested_outputs(req: InferenceRequest, available: Sequence[str]) -> list[tuple[str, bool]]:
-    """``(output, as binary)`` for each output to return, as the protocol specifies: the
-    request's ``outputs`` in their order, or every output of the model when it names none.
-    Each output's own ``binary_data`` wins over the request's ``binary_data_output``."""
+    """``(output, as binary)`` per output to return, as the protocol specifies: an output's own
+    ``binary_data`` wins over the request's ``binary_data_output``."""
     default = _flag(req.parameters, "binary_data_output", False)
     if not req.outputs:
         return [(name, default) for name in available]
@@ -139,19 +135,21 @@ def _rows(inp: RequestInput) -> int:
 
 
 def _flatten(data: list[Any], shape: list[int], rows: int, where: str) -> list[Any]:
-    if len(shape) == 2 and data and all(isinstance(x, list) for x in data):
-        if any(len(x) != 1 for x in data):
+    # Whole-list checks (map, set) run at C speed: a 1,000-row tensor costs no Python loop per value.
+    if len(shape) == 2 and data and type(data[0]) is list and set(map(type, data)) == {list}:
+        if set(map(len, data)) != {1}:
             raise BadRequest(f"{where}: nested data must hold one value per row for shape {shape}")
-        data = [x[0] for x in data]
+        data = list(map(itemgetter(0), data))
     if len(data) != rows:
         raise BadRequest(f"{where}: data has {len(data)} value(s) but shape {shape} needs {rows}")
     return data
 
 
 def _fp32(flat: list[Any], where: str) -> tuple[np.ndarray, np.ndarray]:
-    for i, x in enumerate(flat):
-        if isinstance(x, bool) or not isinstance(x, int | float):
-            raise BadRequest(f"{where}: must be a number (datatype {NUMERIC}), got {received(x)} in row {i}")
+    if not _NUMBERS.issuperset(map(type, flat)):  # JSON numbers are exactly int or float (bool is neither)
+        for i, x in enumerate(flat):
+            if isinstance(x, bool) or not isinstance(x, int | float):
+                raise BadRequest(f"{where}: must be a number (datatype {NUMERIC}), got {received(x)} in row {i}")
     try:
         wide = np.array(flat, dtype=np.float64)
     except OverflowError:
@@ -161,9 +159,10 @@ def _fp32(flat: list[Any], where: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _strings(flat: list[Any], where: str) -> list[str]:
-    for i, x in enumerate(flat):
-        if not isinstance(x, str):
-            raise BadRequest(f"{where}: must be a string (datatype {CATEGORICAL}), got {received(x)} in row {i}")
+    if set(map(type, flat)) != {str}:
+        for i, x in enumerate(flat):
+            if not isinstance(x, str):
+                raise BadRequest(f"{where}: must be a string (datatype {CATEGORICAL}), got {received(x)} in row {i}")
     return flat
 
 
@@ -183,6 +182,8 @@ def _check_range(values: Column, shown: np.ndarray | None, bounds: tuple[float, 
 
 def _check_categories(values: Column, allowed: tuple[str, ...], where: str) -> None:
     known = set(allowed)
+    if known.issuperset(values):
+        return
     bad = [i for i, x in enumerate(values) if x not in known]
     if bad:
         rows = ", ".join(f"{show_value(values[i])} in row {i}" for i in bad[:SHOWN])

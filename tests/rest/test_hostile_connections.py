@@ -19,20 +19,9 @@ import httpx
 import pytest
 
 from devtools.server import running_server
-from tests.helpers import GOOD, Project, env_for
+from tests.helpers import GOOD, Project, env_for, port_of, rss_bytes
 
 pytestmark = pytest.mark.slow
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
-def port_of(base: str) -> int:
-    return int(base.rsplit(":", 1)[1])
 
 
 def connect(base: str) -> socket.socket:

@@ -19,22 +19,11 @@ import httpx
 import pytest
 
 from devtools.server import running_server
-from tests.helpers import Project, env_for
+from tests.helpers import Project, env_for, port_of, rss_bytes
 
 pytestmark = pytest.mark.slow
 
 GOOD = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
-def port_of(base: str) -> int:
-    return int(base.rsplit(":", 1)[1])
 
 
 def upload_head(path: str, length: int) -> bytes:
