@@ -20,7 +20,8 @@ from starlette.routing import BaseRoute, Route
 from inference.batching import RowBatcher
 from inference.config import Settings
 from inference.drift import DriftMonitor, DriftSettings
-from inference.holder import LoadedModel, ModelHolder
+from inference.holder import ModelHolder
+from inference.loaded import LoadedModel
 from inference.modelsettings import ModelFileError
 from inference.pages.calculator import PublishedModel, calculator_routes
 from inference.pages.docs import docs_routes

@@ -13,7 +13,7 @@ import anyio.to_thread
 
 from inference.deadline import ModelTooSlow
 from inference.errors import UnpriceableRows
-from inference.holder import LoadedModel
+from inference.loaded import LoadedModel
 from inference.schema import columns
 
 Pending = tuple[LoadedModel, Any, "asyncio.Future[list[float]]"]

@@ -21,7 +21,7 @@ from inference.onnx_io import metadata
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from inference.holder import LoadedModel
+    from inference.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from starlette.requests import Request
 from inference.batching import RowBatcher
 from inference.config import Settings
 from inference.errors import ModelUnavailable
-from inference.holder import LoadedModel, ModelHolder
+from inference.holder import ModelHolder
+from inference.loaded import LoadedModel
 
 
 def settings_of(request: Request) -> Settings:

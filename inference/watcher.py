@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from inference.holder import ModelHolder, file_identity
+from inference.holder import ModelHolder
+from inference.loaded import file_identity
 from inference.modelsettings import ModelFileError
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ import pytest
 from inference.app import create_app
 from inference.batching import RowBatcher
 from inference.errors import UnpriceableRows
-from inference.holder import LoadedModel, ModelHolder
+from inference.holder import ModelHolder
+from inference.loaded import LoadedModel
 from tests.helpers import GOOD, Project, reference_price, settings_for
 
 

@@ -13,7 +13,8 @@ from starlette.responses import Response
 from inference.api.bodies import Diamond
 from inference.api.validate import parse_json, validate_columns
 from inference.errors import ReloadFailed, Unauthorized, hide_paths
-from inference.holder import LoadedModel, ModelHolder
+from inference.holder import ModelHolder
+from inference.loaded import LoadedModel
 from inference.modelsettings import REPORT_ROUTE, ModelFileError, report_exists
 from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
 from inference.rest.wire import json_response

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from inference.errors import BadRequest, NotFound, UnpriceableRows, quote
-from inference.holder import LoadedModel
+from inference.loaded import LoadedModel
 from inference.modelsettings import MODEL_NAME
 from inference.rest.bodies import INLINE_BODY_BYTES, off_loop, read_body
 from inference.rest.openapi import Error, Operation, Responses
