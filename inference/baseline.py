@@ -163,7 +163,7 @@ class Baseline:
             unpriceable = float(data[UNPRICEABLE])
             parts.append([1.0 - unpriceable, unpriceable])
             rows = int(data["rows"])
-        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError, AttributeError, RecursionError, OverflowError, json.JSONDecodeError) as exc:
             raise ValueError(f"malformed: {type(exc).__name__}: {str(exc)[:100]}") from None
         for shares in parts:
             if not all(math.isfinite(s) and 0 <= s <= 1 for s in shares) or abs(sum(shares) - 1) > 1e-3:

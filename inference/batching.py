@@ -24,7 +24,7 @@ class RowBatcher:
     """Rows queued in one event-loop turn are priced by one model call at the end of it."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[LoadedModel, Any, asyncio.Future[list[float]]]] = []
+        self._pending: list[Pending] = []
         self._limiter = anyio.CapacityLimiter(1)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -44,7 +44,7 @@ class RowBatcher:
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        groups: dict[int, list[tuple[LoadedModel, Any, asyncio.Future[list[float]]]]] = {}
+        groups: dict[int, list[Pending]] = {}
         for item in pending:  # a request keeps the model it started with, even across a swap
             groups.setdefault(id(item[0]), []).append(item)
         for items in groups.values():
@@ -57,9 +57,7 @@ class RowBatcher:
                 continue
             _settle(items, outcomes)
 
-    async def _off_loop(
-        self, model: LoadedModel, items: list[tuple[LoadedModel, Any, asyncio.Future[list[float]]]]
-    ) -> None:
+    async def _off_loop(self, model: LoadedModel, items: list[Pending]) -> None:
         rows = [row for _, row, _ in items]
         outcomes = await anyio.to_thread.run_sync(_outcomes, model, rows, limiter=self._limiter)
         _settle(items, outcomes)
@@ -85,7 +83,9 @@ def _settle(items: list[Pending], outcomes: list[list[float] | BaseException]) -
 
 
 def _price_or_error(model: LoadedModel, row: Any) -> list[float] | BaseException:
+    """One row of a batch that failed: its own outcome, whatever it is (a row left unsettled would hang),
+    not counted again by the drift hook."""
     try:
-        return model.price_list(columns([row]))[0]
-    except UnpriceableRows as exc:
+        return model.price_list(columns([row]), observe=False)[0]
+    except Exception as exc:
         return exc

@@ -24,7 +24,8 @@ INLINE_SECONDS = 0.02
 """How long a model call on the event loop may run before it is terminated."""
 SLOW_SECONDS = 0.005
 """CPU seconds of a call on the event loop past which its model is slow and later calls go to a
-thread. CPU time, not wall time: a process preempted on a busy machine is not a slow model."""
+thread. CPU time, not wall time: a process preempted on a busy machine is not a slow model (its
+call stopped at :data:`INLINE_SECONDS` is redone once in a thread by the caller)."""
 
 
 class ModelTooSlow(ServiceError, status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"}):

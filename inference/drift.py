@@ -55,12 +55,11 @@ class DriftMonitor(Collector):
             return
         try:
             baseline = Baseline.from_json(raw)
-        except ValueError as exc:
+            self.window = Window(baseline, model.version, model.sha256, self.settings, self.directory)
+        except Exception as exc:  # a bad baseline or an unwritable window: never a failure to serve
             log.warning(
                 "model v%d: its input baseline is unusable (%s); no drift is reported for it", model.version, exc
             )
-            return
-        self.window = Window(baseline, model.version, model.sha256, self.settings, self.directory)
 
     def observe(self, columns: Mapping[str, Any], values: np.ndarray) -> None:
         """The pricing hook: ``columns`` fed to the model, ``values`` its outputs ``[N, k]``."""
@@ -73,15 +72,14 @@ class DriftMonitor(Collector):
             log.exception("input drift tracking failed; it stops for this model")
             self.window = None
 
-    def read(self) -> Reading | None:
-        """The window over every live worker serving this model; None without a baseline."""
-        window = self.window
+    def read(self, window: Window | None) -> Reading | None:
+        """``window`` (taken once by the caller: a reload may replace it meanwhile) over every live
+        worker serving its model; None without a baseline."""
         return None if window is None else read(window, self.settings, self.directory)
 
-    def psi(self, reading: Reading) -> dict[str, float | None]:
+    def psi(self, window: Window, reading: Reading) -> dict[str, float | None]:
         """Feature -> PSI; None until the window holds :attr:`DriftSettings.min_rows` rows."""
-        assert self.window is not None
-        values = self.window.baseline.psi(reading.counts)
+        values = window.baseline.psi(reading.counts)
         enough = reading.rows >= self.settings.min_rows
         return {name: (v if enough else None) for name, v in values.items()}
 
@@ -93,10 +91,11 @@ class DriftMonitor(Collector):
             labels=["feature"],
         )
         rows = GaugeMetricFamily("diamond_input_drift_window_rows", "Rows priced in the drift window, all workers.")
-        reading = self.read()
-        if reading is not None:
+        window = self.window
+        reading = self.read(window)
+        if window is not None and reading is not None:
             rows.add_metric([], reading.rows)
-            for name, value in self.psi(reading).items():
+            for name, value in self.psi(window, reading).items():
                 if value is not None:
                     psi.add_metric([name], value)
         yield psi
@@ -104,8 +103,8 @@ class DriftMonitor(Collector):
 
     def view(self) -> dict[str, Any]:
         """The JSON view: the window, each feature's PSI and status, expected and observed shares."""
-        reading = self.read()
         window = self.window
+        reading = self.read(window)
         out: dict[str, Any] = {
             "baseline": window is not None,
             "thresholds": {"watch": WATCH, "act": ACT},
@@ -123,7 +122,7 @@ class DriftMonitor(Collector):
             return out
         expected = window.baseline.shares()
         labels = window.baseline.labels()
-        for name, value in self.psi(reading).items():
+        for name, value in self.psi(window, reading).items():
             where = window.baseline.slices[name]
             total = reading.counts[where].sum()
             observed = (reading.counts[where] / total).tolist() if total > 0 else [None] * len(labels[name])

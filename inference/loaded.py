@@ -88,11 +88,11 @@ class LoadedModel:
             self.on_priced(columns, values)
         return _cents(values)
 
-    def price_list(self, columns: Columns) -> list[list[float]]:
+    def price_list(self, columns: Columns, *, observe: bool = True) -> list[list[float]]:
         """:meth:`price` as lists, for single rows: small batches round in plain Python (half-to-even, as
         ``np.rint``), since numpy's call overhead outweighs its arithmetic there."""
         values = self._predict(columns)
-        if self.on_priced is not None:
+        if observe and self.on_priced is not None:
             self.on_priced(columns, values)
         if len(values) > SMALL_BATCH:
             cents: list[list[float]] = _cents(values).tolist()

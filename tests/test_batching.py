@@ -12,6 +12,7 @@ import pytest
 
 from inference.app import create_app
 from inference.batching import RowBatcher
+from inference.deadline import ModelTooSlow
 from inference.errors import UnpriceableRows
 from inference.holder import ModelHolder
 from inference.loaded import LoadedModel
@@ -66,6 +67,28 @@ def test_a_row_the_model_cannot_price_fails_alone(served: Project) -> None:
     first, second, third = asyncio.run(main())
     assert isinstance(first, list) and first == third and first[1] <= first[0] <= first[2]
     assert isinstance(second, UnpriceableRows)
+
+
+def test_every_row_is_answered_when_the_one_by_one_fallback_fails_otherwise() -> None:
+    """A batch refused as unpriceable is retried row by row; a row that then fails another way (the
+    inline deadline) must still settle, not leave its request waiting for ever."""
+
+    class Flaky:
+        speed = SimpleNamespace(slow=False)
+        predict_timeout = 1.0
+
+        def price_list(self, columns: Any, *, observe: bool = True) -> list[list[float]]:
+            if len(columns["carat"]) > 1:
+                raise UnpriceableRows([0])
+            raise ModelTooSlow("stopped at its deadline")
+
+    batcher, model, row = RowBatcher(), Flaky(), SimpleNamespace(**GOOD)
+
+    async def main() -> list[Any]:
+        both = asyncio.gather(batcher.price(model, row), batcher.price(model, row), return_exceptions=True)  # type: ignore[arg-type]
+        return await asyncio.wait_for(both, 10)
+
+    assert [type(outcome) for outcome in asyncio.run(main())] == [ModelTooSlow, ModelTooSlow]
 
 
 def test_a_cancelled_request_does_not_break_the_batch(served: Project) -> None:

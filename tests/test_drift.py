@@ -166,6 +166,8 @@ def test_psi_is_zero_on_the_baseline_and_known_on_a_shift(carried: Baseline) -> 
         (lambda d: {**d, "carat": {**d["carat"], "shares": [1.0]}}, "shares"),
         (lambda d: {**d, "unpriceable": "x"}, "malformed|could not convert"),
         (lambda d: [], "malformed"),
+        (lambda d: "[" * 100_000 + "]" * 100_000, "malformed"),  # nested past the parser's recursion
+        (lambda d: {**d, "rows": 1e400}, "malformed|must"),  # Infinity: int() overflows
     ],
 )
 def test_a_malformed_baseline_is_refused_with_its_reason(carried: Baseline, change: Any, problem: str) -> None:
@@ -210,12 +212,12 @@ def test_workers_windows_add_up_and_dead_or_other_models_files_do_not(
     (tmp_path / f"drift-{dead.stdout.strip()}.bin").write_bytes(here.path.read_bytes())
     monitor = DriftMonitor(settings, tmp_path)
     monitor.window = here
-    reading = monitor.read()
+    reading = monitor.read(monitor.window)
     assert reading is not None and reading.workers == 2 and reading.rows == 90
     assert reading.counts.tolist() == (2 * carried.count(columns_of(rows + rows[:5]), priced(45))).tolist()
     other = Window(carried, 2, "cd" * 32, settings, None)  # worker 2 serves another model
     other.array.tofile(there.path)
-    reading = monitor.read()
+    reading = monitor.read(monitor.window)
     assert reading is not None and reading.workers == 1 and reading.rows == 45
     here.close()
     assert not here.path.exists()
@@ -232,20 +234,20 @@ def test_the_window_keeps_the_newest_rows_and_forgets_old_ones(
     for row in training_rows(trained, 300):
         clock[0] += 0.01
         monitor.observe(columns_of([row]), priced(1))
-    calm = monitor.read()
+    calm = monitor.read(monitor.window)
     assert calm is not None and 200 <= calm.rows <= 200 + drift_window.PENDING  # whole slots
-    assert all(v is not None and v < WATCH for v in monitor.psi(calm).values())
+    assert all(v is not None and v < WATCH for v in monitor.psi(monitor.window, calm).values())
     for _ in range(200):
         clock[0] += 0.01
         monitor.observe(columns_of([SHIFTED]), priced(1))
-    moved = monitor.read()
+    moved = monitor.read(monitor.window)
     assert moved is not None and moved.rows <= 200 + drift_window.PENDING
-    psi = monitor.psi(moved)
+    psi = monitor.psi(monitor.window, moved)
     assert all((psi[n] or 0) > ACT for n in FEATURES.names) and psi[UNPRICEABLE] == pytest.approx(0.0, abs=1e-3)
     clock[0] += 101
-    old = monitor.read()
+    old = monitor.read(monitor.window)
     assert old is not None and old.rows == 0 and old.since is None
-    assert monitor.psi(old) == dict.fromkeys(carried.slices)
+    assert monitor.psi(monitor.window, old) == dict.fromkeys(carried.slices)
 
 
 def test_a_large_call_is_counted_from_a_weighted_sample(trained: Project, carried: Baseline) -> None:

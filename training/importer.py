@@ -11,7 +11,6 @@ nothing is imported unless ``accept_partial``.
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import math
 import os
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from inference.config import ConfigError, number_from_env
+from inference.modelsettings import sha256_file
 from training import provenance
 from training.csv_source import MAX_LINE, CsvSource, match_columns
 from training.csv_source import ImportFailed as ImportFailed  # callers catch it from here
@@ -87,14 +87,6 @@ class Limits:
             raise ImportFailed(str(exc)) from None
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def run(
     db: Path,
     source: Path,
@@ -111,7 +103,7 @@ def run(
         raise ImportFailed(f"{source.name}: only CSV files can be imported (save it as CSV first)")
     if not db.is_file():
         raise ImportFailed(f"database not found: {db}")
-    summary = Summary(source, sha256_of(source))
+    summary = Summary(source, sha256_file(source))
     rejects = rejects or source.with_name(source.name + ".rejects.csv")
     max_refused, busy_timeout = limits.max_refused, limits.busy_timeout
     con = _begin(db, busy_timeout)

@@ -192,11 +192,24 @@ class Registry:
         except FileNotFoundError:
             return None
 
-    def withdraw(self, version: int, report: Path, history_size: int | None) -> None:
+    def promotion_files(self, version: int, report: Path) -> tuple[Path, ...]:
+        """What a promotion of ``version`` writes before its pointer: the model, its digest, its report."""
+        return (self.model_path(version), self._digest_path(version), report)
+
+    def names(self, version: int) -> bool:
+        """Whether the pointer names ``version`` now (a promotion is committed once it does)."""
+        try:
+            return read_settings(self.settings_path).version == version
+        except ModelFileError:
+            return False
+
+    def withdraw(self, version: int, report: Path, history_size: int | None, kept: frozenset[Path]) -> None:
         """Undo a promotion that failed before its pointer was written: remove ``version``'s model,
-        digest and ``report``, and cut ``history.jsonl`` back to ``history_size`` bytes. Only files
-        this run created are removed (the version is new; :meth:`publish` never replaces a file)."""
-        for path in (self.model_path(version), self._digest_path(version), report):
+        digest and ``report`` unless they are in ``kept`` (they were there before the run), and cut
+        ``history.jsonl`` back to ``history_size`` bytes."""
+        for path in self.promotion_files(version, report):
+            if path in kept:
+                continue
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         history = self.directory / "history.jsonl"

@@ -221,6 +221,7 @@ def _run(
         history["sha256"] = sha
         history_size = registry.history_size()
         report_path = promoted_report(registry.directory, version)
+        kept = frozenset(p for p in registry.promotion_files(version, report_path) if p.exists())
         try:  # the pointer last: if any write fails (a full disk), what came before it is removed
             path = registry.publish(blob, version, sha)
             report.save_run(registry, report_html, version, created_at)
@@ -228,7 +229,8 @@ def _run(
             registry.append_history(history)
             registry.write_settings(record)
         except BaseException:
-            registry.withdraw(version, report_path, history_size)
+            if not registry.names(version):  # once the pointer names it (a failed fsync after), it stays
+                registry.withdraw(version, report_path, history_size, kept)
             raise
         log.info("promoted v%d: %s (sha256 %s)", version, path, sha[:12])
     else:

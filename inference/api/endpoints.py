@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from inference.api.bodies import Diamond
 from inference.api.validate import parse_json, validate_columns
+from inference.deadline import ModelTooSlow
 from inference.errors import ReloadFailed, Unauthorized, hide_paths
 from inference.holder import ModelHolder
 from inference.loaded import LoadedModel
@@ -86,7 +87,10 @@ async def diamond_prices(request: Request) -> Response:
     args = (holder_of(request), body, settings_of(request).max_error_fields)
     model = holder_of(request).current
     if len(body) <= INLINE_BODY_BYTES and not (model is not None and model.speed.slow):
-        rows, response = _price_batch(*args)
+        try:
+            rows, response = _price_batch(*args)
+        except ModelTooSlow:  # stopped on the loop (a slow model, or a busy machine): once more, in a thread
+            rows, response = await off_loop(request, _price_batch, *args)
     else:
         rows, response = await off_loop(request, _price_batch, *args)
     request.state.rows = rows

@@ -11,6 +11,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
+from inference.deadline import ModelTooSlow
 from inference.errors import BadRequest, NotFound, UnpriceableRows, quote
 from inference.loaded import LoadedModel
 from inference.modelsettings import MODEL_NAME
@@ -98,7 +99,10 @@ async def infer(request: Request) -> Response:
                 raise BadRequest(str(exc)) from None
             rows, response = 1, _answer(model, req, wanted, cents)
         elif not model.speed.slow:
-            rows, response = _price(model, req, wanted, columns)
+            try:
+                rows, response = _price(model, req, wanted, columns)
+            except ModelTooSlow:  # stopped on the loop (a slow model, or a busy machine): once more, in a thread
+                rows, response = await off_loop(request, _price, model, req, wanted, columns)
         else:
             rows, response = await off_loop(request, _price, model, req, wanted, columns)
     else:

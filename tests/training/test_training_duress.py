@@ -97,6 +97,26 @@ def test_a_full_disk_at_the_pointer_write_leaves_everything_as_it_was(
     assert run(p.training_paths(), pipeline_factory=tiny_factory()).version == 2  # the number is free again
 
 
+def test_a_failure_after_the_pointer_names_the_new_version_keeps_that_version(
+    weak: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pointer is the commit: an error after it (the directory's fsync) must not delete the model
+    it names, which would leave the next start with nothing to serve."""
+    p = weak.copy(tmp_path / "p")
+    real_write = registry_module.atomic_write
+
+    def fails_after_the_pointer(path: Path, payload: bytes) -> None:
+        real_write(path, payload)
+        if path == p.settings:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+
+    monkeypatch.setattr(registry_module, "atomic_write", fails_after_the_pointer)
+    with pytest.raises(OSError, match="Input/output error"):
+        run(p.training_paths(), pipeline_factory=tiny_factory())
+    settings, _ = read_verified_model(p.settings, p.registry)  # the model it names is there, whole
+    assert settings.version == 2
+
+
 def lock_is_held(registry: Path) -> bool:
     try:
         fd = os.open(registry / ".lock", os.O_RDWR)
