@@ -19,8 +19,8 @@ import anyio.to_thread
 
 from inference.deadline import DEADLINES, ModelTooSlow
 from inference.errors import hide_paths
-from inference.files import MAX_MODEL_BYTES
-from inference.loaded import FileIdentity, LoadedModel, PricedListener, file_identity
+from inference.files import MAX_MODEL_BYTES, FileIdentity, regular_identity
+from inference.loaded import LoadedModel, PricedListener
 from inference.modelsettings import ModelFileError, ModelSettings, read_verified_model
 from inference.onnx_io import (
     check_interface,
@@ -83,21 +83,28 @@ class ModelHolder:
     def load(self) -> LoadedModel:
         """Read, verify and open the model the settings file names now. Does not swap."""
         started = time.perf_counter()
-        identity = file_identity(self.settings_path)
+        identity = regular_identity(self.settings_path)
         settings, blob = self._read(started)
         return self._open(settings, blob, identity, started)
 
-    def _read(self, started: float) -> tuple[ModelSettings, bytes]:
+    def _read(self, started: float, abandoned: threading.Event | None = None) -> tuple[ModelSettings, bytes]:
         try:
             return read_verified_model(self.settings_path, self.registry, self.max_model_bytes)
         except ModelFileError:
-            self._report("failure", time.perf_counter() - started, None)
+            self._report("failure", time.perf_counter() - started, None, abandoned)
             raise
         except Exception as exc:  # whatever a hostile file provokes is a bad file, never a crash
-            self._report("failure", time.perf_counter() - started, None)
+            self._report("failure", time.perf_counter() - started, None, abandoned)
             raise ModelFileError(f"cannot read {self.settings_path}: {type(exc).__name__}: {exc}") from exc
 
-    def _open(self, settings: ModelSettings, blob: bytes, identity: FileIdentity, started: float) -> LoadedModel:
+    def _open(
+        self,
+        settings: ModelSettings,
+        blob: bytes,
+        identity: FileIdentity | None,
+        started: float,
+        abandoned: threading.Event | None = None,
+    ) -> LoadedModel:
         try:
             try:
                 session = open_session(blob)
@@ -109,7 +116,7 @@ class ModelHolder:
                 limit = f"LOAD_TIMEOUT ({self.load_timeout:g} s)"
                 raise ModelFileError(f"the trial prediction did not finish within {limit}") from None
         except ModelFileError:
-            self._report("failure", time.perf_counter() - started, None)
+            self._report("failure", time.perf_counter() - started, None, abandoned)
             raise
         seconds = time.perf_counter() - started
         return LoadedModel(
@@ -185,8 +192,8 @@ class ModelHolder:
 
     def _reload(self, abandoned: threading.Event | None = None) -> Reload:
         started = time.perf_counter()
-        identity = file_identity(self.settings_path)
-        settings, blob = self._read(started)
+        identity = regular_identity(self.settings_path)
+        settings, blob = self._read(started, abandoned)
         current = self._current
         if current is not None and (current.version, current.sha256) == (settings.version, settings.sha256):
             # Same model (verified bytes): keep the warm session, remember this file state as handled.
@@ -196,7 +203,7 @@ class ModelHolder:
             self.last_error = None
             self._report("unchanged", time.perf_counter() - started, kept)
             return Reload(kept, current, changed=False)
-        model = self._open(settings, blob, identity, started)
+        model = self._open(settings, blob, identity, started, abandoned)
         with self._swap_lock:  # decided under the lock the timeout takes: swapped, or abandoned, never both
             if abandoned is not None and abandoned.is_set():
                 raise ModelFileError("abandoned after LOAD_TIMEOUT")
@@ -204,6 +211,10 @@ class ModelHolder:
         self._announce(model)
         return Reload(model, previous, changed=True)
 
-    def _report(self, outcome: str, seconds: float, model: LoadedModel | None) -> None:
+    def _report(
+        self, outcome: str, seconds: float, model: LoadedModel | None, abandoned: threading.Event | None = None
+    ) -> None:
+        if abandoned is not None and abandoned.is_set():  # reload() already reported the timeout
+            return
         if self._on_load is not None:
             self._on_load(outcome, seconds, model)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +16,7 @@ import onnxruntime as ort
 
 from inference.deadline import DEADLINES, INLINE_SECONDS, SLOW_SECONDS, Speed
 from inference.errors import UnpriceableRows
+from inference.files import FileIdentity
 from inference.modelsettings import ModelSettings
 from inference.onnx_io import (
     OUTPUT,
@@ -36,23 +35,13 @@ Columns = Mapping[str, Sequence[Any] | np.ndarray]
 
 PricedListener = Callable[[Columns, np.ndarray], None]
 """Told of every model call: the feature columns and the outputs (:mod:`inference.drift` counts them)."""
-FileIdentity = tuple[int, int, int, int] | None
-"""(device, inode, size, mtime_ns) of the settings file; None when it is absent."""
-
-
-def file_identity(path: Path) -> FileIdentity:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     session: ort.InferenceSession
     settings: ModelSettings
-    identity: FileIdentity
+    identity: FileIdentity | None
     """The settings file's identity when it was read for this model."""
     load_seconds: float
     loaded_at: float = field(default_factory=time.time)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from inference.files import regular_identity
 from inference.holder import ModelHolder
-from inference.loaded import file_identity
 from inference.modelsettings import ModelFileError
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ async def watch_settings(holder: ModelHolder, interval: float) -> None:
     logged: tuple[object, str] | None = None
     while True:
         await asyncio.sleep(interval)
-        identity = file_identity(holder.settings_path)
+        identity = regular_identity(holder.settings_path)
         if identity == seen and (holder.current is not None or holder.timed_out):
             continue  # a load that ran out of LOAD_TIMEOUT is not retried until the settings change
         try:
