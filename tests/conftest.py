@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import InProcessClient, Project, Run, make_db, settings_for, tiny_factory, train
+from tests.helpers import ROOT, InProcessClient, Project, Run, make_db, settings_for, tiny_factory, train
 
 
 @contextlib.contextmanager
@@ -144,3 +144,15 @@ def client(served: Project) -> Iterator[InProcessClient]:
 
     with InProcessClient(create_app(settings_for(served))) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def repo_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real service over the repository's own modelsettings.json and calculator (browser tests)."""
+    from devtools.server import running_server
+    from tests.browser import chromium
+
+    chromium()
+    env = {"MODEL_SETTINGS": str(ROOT / "modelsettings.json"), "MODEL_AUTO_RELOAD": "0"}
+    with running_server(env, log_dir=tmp_path_factory.mktemp("server")) as (base, _):
+        yield base

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from inference.drift import DriftMonitor
 from inference.errors import NotFound
 from inference.pages.reports import parse_version
-from inference.rest.openapi import Error, Operation
+from inference.rest.openapi import Error, Operation, version_parameter
 from inference.rest.wire import json_response
 from inference.serving import serving_model
 
@@ -68,13 +68,5 @@ OPERATION = Operation(
     description="Per feature, the population stability index of the rows priced lately (the last "
     "DRIFT_WINDOW_ROWS rows, at most DRIFT_WINDOW_SECONDS old, over every worker) against the training rows' "
     "shares that the model carries. Watch from 0.1, act (retrain on recent data) from 0.25.",
-    parameters=[
-        {
-            "name": "version",
-            "in": "path",
-            "required": True,
-            "description": "The serving model's version, as `/` shows it.",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    ],
+    parameters=[version_parameter("The serving model's version, as `/` shows it.")],
 )

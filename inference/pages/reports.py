@@ -15,7 +15,7 @@ from starlette.responses import Response
 from inference.errors import NotFound, clip_text, hide_paths
 from inference.files import FileRefused, read_regular
 from inference.modelsettings import MODEL_NAME, REPORT_ROUTE, ModelFileError, report_name, report_path
-from inference.rest.openapi import Error, Operation
+from inference.rest.openapi import Error, Operation, version_parameter
 from inference.serving import settings_of
 
 MAX_VERSION_DIGITS = 9
@@ -69,14 +69,6 @@ OPERATION = Operation(
     description="What the run read and cleaned, the candidate against the model it replaced on the same held-out "
     "rows (MAE overall and by cut, color, clarity and carat band), plots, and the gate's decision. The page makes "
     "no request of its own.",
-    parameters=[
-        {
-            "name": "version",
-            "in": "path",
-            "required": True,
-            "description": "A model version, as `/` and `python -m training versions` list them.",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    ],
+    parameters=[version_parameter("A model version, as `/` and `python -m training versions` list them.")],
     response_content={200: {"text/html": {"schema": {"type": "string"}}}},
 )

@@ -44,6 +44,17 @@ class Operation:
         return Route(self.path, self.endpoint, methods=[self.method.upper()])
 
 
+def version_parameter(description: str) -> dict[str, Any]:
+    """The ``{version}`` path parameter of the per-version pages."""
+    return {
+        "name": "version",
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+
+
 def build_openapi(operations: list[Operation], *, title: str, version: str, description: str) -> dict[str, Any]:
     models: set[type[BaseModel]] = {Error}
     for op in operations:

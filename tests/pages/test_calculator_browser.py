@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,10 +18,9 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page
 
-from devtools.server import running_server
 from inference.modelsettings import read_verified_model
 from inference.onnx_io import make_feeds, metadata, open_session
-from tests.browser import chromium, chromium_page, static_server
+from tests.browser import chromium_page, static_server
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
@@ -41,12 +39,8 @@ INVALID = {"": "Enter a carat", "5.02": "must be a number from", "0.19": "must b
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real service over the repository's modelsettings.json and calculator."""
-    chromium()
-    env = {"MODEL_SETTINGS": str(ROOT / "modelsettings.json"), "MODEL_AUTO_RELOAD": "0"}
-    with running_server(env, log_dir=tmp_path_factory.mktemp("server")) as (base, _):
-        yield base
+def service(repo_service: str) -> str:
+    return repo_service
 
 
 @pytest.fixture(scope="module")

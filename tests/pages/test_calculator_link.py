@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,8 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
-from devtools.server import running_server
-from tests.browser import chromium, chromium_page, static_server
+from tests.browser import chromium_page, static_server
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
@@ -26,12 +24,8 @@ NAMES = ("carat", "cut", "color", "clarity")
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real service over the repository's modelsettings.json and calculator."""
-    chromium()
-    env = {"MODEL_SETTINGS": str(ROOT / "modelsettings.json"), "MODEL_AUTO_RELOAD": "0"}
-    with running_server(env, log_dir=tmp_path_factory.mktemp("server")) as (base, _):
-        yield base
+def service(repo_service: str) -> str:
+    return repo_service
 
 
 def open_ready(page: Page, url: str) -> None:
