@@ -221,7 +221,8 @@ def test_while_nothing_serves_the_watcher_retries_every_check_until_the_model_lo
         await asyncio.sleep(0.2)  # about ten more checks, each a failed load
         assert holder.current is None
         away.rename(model)
-        await until(lambda: holder.current is not None)
+        # the swap happens in the reload thread, the log line after it on the loop: wait for both
+        await until(lambda: holder.current is not None and bool(watcher_errors(caplog, "now serving v1")))
         task.cancel()
         return holder.current.version if holder.current else None
 
