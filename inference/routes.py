@@ -76,7 +76,7 @@ JSON_API: list[Operation] = [
 ]
 
 
-HOT: list[Operation] = [op for op in JSON_API if op.tag == "prices"]
+HOT: list[Operation] = [op for op in [*JSON_API, *V2_OPERATIONS] if op.method == "post" and op.tag in ("prices", "v2")]
 """Served by exact path ahead of the router (:class:`inference.rest.hot.HotRoutes`)."""
 
 OPERATIONS: list[Operation] = [*JSON_API, *V2_OPERATIONS, reports.OPERATION, drift.OPERATION]

@@ -24,7 +24,10 @@ def test_the_hot_routes_are_the_pricing_operations_and_nothing_else(client: InPr
     client.get("/health/live")  # the middleware stack is built on the first call
     hot = _hot_layer(client)
     assert set(hot.routes) == {"/diamond_price", "/diamond_prices"}
-    assert {op.path for op in HOT} == set(hot.routes)
+    patterns = {route.path for route in hot.patterns}
+    assert patterns == {"/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer"}
+    assert {op.path for op in HOT} == set(hot.routes) | patterns
+    assert hot.prefix == "/v2/models/"
     assert all(op in OPERATIONS for op in HOT)
 
 
@@ -40,6 +43,19 @@ def test_the_hot_path_serves_the_request_and_not_the_router(
     answer = client.post("/diamond_price", json=GOOD)
     assert answer.status_code == 200 and answer.json()["price"] > 0
     assert client.post("/diamond_prices", json={"diamonds": [GOOD, GOOD]}).json()["prices"][0] > 0
+    v2 = {
+        "inputs": [
+            {"name": k, "shape": [1], "datatype": "FP32" if k == "carat" else "BYTES", "data": [v]}
+            for k, v in GOOD.items()
+        ]
+    }
+    answer = client.post("/v2/models/diamond_price/infer", json=v2)
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["data"][0] > 0
+    version = client.app.state.holder.current.version
+    assert client.post(f"/v2/models/diamond_price/versions/{version}/infer", json=v2).status_code == 200
+    # The endpoint's own answers for a path the pattern matches but no model serves.
+    assert client.post("/v2/models/other/infer", json=v2).status_code == 404
+    assert client.post("/v2/models/diamond_price/versions/999/infer", json=v2).status_code == 404
 
 
 def test_client_errors_on_the_hot_path_are_the_apps_answers(client: InProcessClient) -> None:
