@@ -13,7 +13,7 @@ from inference.errors import BadRequest, quote, received
 from inference.errors import shown as show_value
 from inference.onnx_io import OUTPUT
 from inference.schema import MAX_BATCH, FeatureSchema
-from inference.v2.binary import HEADER_LENGTH, decode_bytes, decode_fp32
+from inference.v2.binary import HEADER_LENGTH, decode_bytes, decode_fp32, known_strings
 from inference.v2.bodies import InferenceRequest, Parameters, RequestInput, TensorMetadata
 
 NUMERIC = "FP32"
@@ -75,11 +75,15 @@ def decode_inputs(inputs: Sequence[RequestInput], binary: memoryview, schema: Fe
                 )
             chunk = binary[offset : offset + size]
             offset += size
+            shown: np.ndarray | None = None
             if numeric:
                 columns[inp.name] = decode_fp32(chunk, n, where)
             else:
-                columns[inp.name] = decode_bytes(chunk, n, where, schema.categorical[inp.name])
-            shown: np.ndarray | None = None
+                known = known_strings(chunk, n, schema.categorical[inp.name])
+                if known is not None:  # every element one of the categories: nothing left to check
+                    columns[inp.name] = known
+                    continue
+                columns[inp.name] = decode_bytes(chunk, n, where)
         elif inp.data is None:
             raise BadRequest(f"{where}: has no data: give data, or binary_data_size and the binary tensor data")
         else:
