@@ -76,27 +76,29 @@ def decode_inputs(inputs: Sequence[RequestInput], binary: memoryview, schema: Fe
                 )
             chunk = binary[offset : offset + size]
             offset += size
-            shown: np.ndarray | None = None
             if numeric:
-                columns[inp.name] = decode_fp32(chunk, n, where)
-            else:
-                known = known_strings(chunk, n, schema.categorical[inp.name])
-                if known is not None:  # every element one of the categories: nothing left to check
-                    columns[inp.name] = known
-                    continue
-                columns[inp.name] = decode_bytes(chunk, n, where)
+                columns[inp.name] = values = decode_fp32(chunk, n, where)
+                _check_range(values, schema.numeric[inp.name], where, as_fp32=True)
+                continue
+            known = known_strings(chunk, n, schema.categorical[inp.name])
+            if known is not None:  # every element one of the categories: nothing left to check
+                columns[inp.name] = known
+                continue
+            columns[inp.name] = decode_bytes(chunk, n, where)
         elif inp.data is None:
             raise BadRequest(f"{where}: has no data: give data, or binary_data_size and the binary tensor data")
         else:
             flat = _flatten(inp.data, inp.shape, n, where)
-            if not numeric and _all_known(flat, schema.categorical[inp.name]):
+            if numeric:  # checked as sent, then narrowed: a value in range cannot overflow FP32
+                wide = _numbers(flat, where)
+                _check_range(wide, schema.numeric[inp.name], where, as_fp32=False)
+                columns[inp.name] = wide.astype(np.float32)
+                continue
+            if _all_known(flat, schema.categorical[inp.name]):
                 columns[inp.name] = flat
                 continue
-            columns[inp.name], shown = _fp32(flat, where) if numeric else (_strings(flat, where), None)
-        if numeric:
-            _check_range(columns[inp.name], shown, schema.numeric[inp.name], where)
-        else:
-            _check_categories(columns[inp.name], schema.categorical[inp.name], where)
+            columns[inp.name] = _strings(flat, where)
+        _check_categories(columns[inp.name], schema.categorical[inp.name], where)
     if offset != len(binary):
         raise BadRequest(f"{len(binary) - offset} byte(s) of binary data follow the JSON but no input claims them")
     return columns
@@ -153,17 +155,16 @@ def _flatten(data: list[Any], shape: list[int], rows: int, where: str) -> list[A
     return data
 
 
-def _fp32(flat: list[Any], where: str) -> tuple[np.ndarray, np.ndarray]:
+def _numbers(flat: list[Any], where: str) -> np.ndarray:
+    """JSON numbers as float64, exactly as sent."""
     if not _NUMBERS.issuperset(map(type, flat)):  # JSON numbers are exactly int or float (bool is neither)
         for i, x in enumerate(flat):
             if isinstance(x, bool) or not isinstance(x, int | float):
                 raise BadRequest(f"{where}: must be a number (datatype {NUMERIC}), got {received(x)} in row {i}")
     try:
-        wide = np.array(flat, dtype=np.float64)
+        return np.array(flat, dtype=np.float64)
     except OverflowError:
         raise BadRequest(f"{where}: a value is too large for {NUMERIC}") from None
-    with np.errstate(over="ignore"):
-        return wide.astype(np.float32), wide
 
 
 def _strings(flat: list[Any], where: str) -> list[str]:
@@ -174,18 +175,17 @@ def _strings(flat: list[Any], where: str) -> list[str]:
     return flat
 
 
-def _check_range(values: Column, shown: np.ndarray | None, bounds: tuple[float, float], where: str) -> None:
-    assert isinstance(values, np.ndarray)
+def _check_range(values: np.ndarray, bounds: tuple[float, float], where: str, *, as_fp32: bool) -> None:
     lo, hi = bounds
     # JSON numbers are checked as sent, against the JSON API's bounds (5.0100001 > 5.01); binary FP32
     # against the float32 nearest each bound (no float32 is 5.01). NaN fails both comparisons.
-    checked, low, high = (shown, lo, hi) if shown is not None else (values, np.float32(lo), np.float32(hi))
-    ok = (checked >= low) & (checked <= high)
+    low, high = (np.float32(lo), np.float32(hi)) if as_fp32 else (lo, hi)
+    ok = (values >= low) & (values <= high)
+    if ok.all():
+        return
     bad = np.flatnonzero(~ok)
-    if bad.size:
-        source = values if shown is None else shown
-        rows = ", ".join(f"{show_value(float(source[i]))} in row {i}" for i in bad[:SHOWN])
-        raise BadRequest(f"{where}: must be a finite number from {lo} to {hi}, got {rows}{_more(bad.size)}")
+    rows = ", ".join(f"{show_value(float(values[i]))} in row {i}" for i in bad[:SHOWN])
+    raise BadRequest(f"{where}: must be a finite number from {lo} to {hi}, got {rows}{_more(bad.size)}")
 
 
 @functools.cache

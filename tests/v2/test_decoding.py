@@ -68,5 +68,5 @@ def test_the_size_bound_refuses_a_head_past_it_and_nothing_at_it() -> None:
         parse_inference_request(values_head(LIMIT))
     assert "more JSON values" not in at_limit.value.message
     short = b"[" * (LIMIT // 2)  # shorter than the bound: cannot hold more, refused by the parser instead
-    with pytest.raises(BadRequest, match="malformed JSON|nested"):
+    with pytest.raises(BadRequest, match="malformed JSON"):
         parse_inference_request(short)
