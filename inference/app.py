@@ -26,11 +26,12 @@ from inference.modelsettings import ModelFileError
 from inference.pages.calculator import PublishedModel, calculator_routes
 from inference.pages.docs import docs_routes
 from inference.rest.handlers import EXCEPTION_HANDLERS
+from inference.rest.hot import HotRoutes
 from inference.rest.limits import BodyLimits
 from inference.rest.metrics import Metrics, MetricsMiddleware, multiprocess_dir
 from inference.rest.openapi import build_openapi
 from inference.rest.wire import json_response
-from inference.routes import OPERATIONS
+from inference.routes import HOT, OPERATIONS
 from inference.watcher import watch_settings
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 timeout=settings.body_timeout,
                 buffer_bytes=settings.body_buffer_bytes,
             ),
+            Middleware(HotRoutes, operations=HOT, handlers=EXCEPTION_HANDLERS),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -76,5 +76,8 @@ JSON_API: list[Operation] = [
 ]
 
 
+HOT: list[Operation] = [op for op in JSON_API if op.tag == "prices"]
+"""Served by exact path ahead of the router (:class:`inference.rest.hot.HotRoutes`)."""
+
 OPERATIONS: list[Operation] = [*JSON_API, *V2_OPERATIONS, reports.OPERATION, drift.OPERATION]
 """The JSON API, the Open Inference Protocol, the run reports and the input drift."""

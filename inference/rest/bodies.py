@@ -11,6 +11,7 @@ import anyio.to_thread
 from starlette.requests import Request
 
 from inference.errors import UnsupportedMediaType, clip_text
+from inference.rest.hot import receive_body
 from inference.rest.limits import RESERVATION, decode_content
 from inference.rest.wire import JSON
 from inference.serving import settings_of
@@ -39,7 +40,9 @@ async def read_body(request: Request, accepted: tuple[str, ...] = (JSON,), *, re
     check_media_type(request, accepted, required=required)
     max_bytes: int = settings_of(request).max_body_bytes
     reservation = request.scope.get(RESERVATION)
-    return await decode_content(await request.body(), request.headers.get("content-encoding"), max_bytes, reservation)
+    return await decode_content(
+        await receive_body(request), request.headers.get("content-encoding"), max_bytes, reservation
+    )
 
 
 async def off_loop(request: Request, func: Callable[..., T], *args: Any) -> T:

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from uvicorn.protocols.http.flow_control import FlowControl
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from inference.config import Settings
 
@@ -63,6 +63,58 @@ class BoundedFlow(FlowControl):
         if self.watchdog is not None:
             self.watchdog.cancel()
             self.watchdog = None
+
+
+class _HeldHead:
+    """A cycle's transport while its answer starts: the head is held and leaves with the first body
+    bytes, in one write (one send on the socket, one segment to the client) instead of two."""
+
+    __slots__ = ("head", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.head = b""
+
+    def write(self, data: bytes) -> None:
+        if not self.head:  # the head, written first
+            self.head = bytes(data)
+            return
+        head, self.head = self.head, b""
+        self.transport.write(head + data)
+
+    def flush(self) -> None:
+        if self.head:
+            head, self.head = self.head, b""
+            self.transport.write(head)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+def one_write_answers(cycle: RequestResponseCycle) -> None:
+    """Make ``cycle`` write its response head together with the first body message."""
+    send = cycle.send
+    transport = cycle.transport
+
+    async def coalescing_send(message: Any) -> None:
+        if message["type"] == "http.response.start" and not cycle.response_started:
+            cycle.transport = _HeldHead(transport)  # type: ignore[assignment]
+            try:
+                await send(message)
+            except BaseException:
+                cycle.transport = transport
+                raise
+            return
+        held: Any = cycle.transport
+        try:
+            await send(message)
+        finally:
+            if isinstance(held, _HeldHead):
+                cycle.transport = transport
+                if not cycle.disconnected:
+                    held.flush()  # a body send that wrote nothing (or failed) still answers with the head
+
+    cycle.send = coalescing_send  # type: ignore[method-assign]
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -130,7 +182,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             shown = codings[:40].decode("latin-1")
             self._refuse(501, "Not Implemented", f"Transfer-Encoding {shown!r} is not supported: send chunked alone")
             raise _StopParsing
+        before = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not before:
+            one_write_answers(self.cycle)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
