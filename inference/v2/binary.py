@@ -43,11 +43,13 @@ def decode_fp32(buf: memoryview, rows: int, where: str) -> np.ndarray:
 
 def decode_bytes(buf: memoryview, rows: int, where: str, known: Sequence[str] = ()) -> list[str]:
     """``rows`` length-prefixed BYTES elements as UTF-8: known categories are split as bytes without
-    decoding each; anything else goes element by element, which names the first problem."""
+    decoding each (:func:`known_strings`); anything else goes element by element, which names the
+    first problem."""
     if known:
-        fast = _known_elements(bytes(buf), tuple(known), rows)
+        fast = known_strings(buf, rows, tuple(known))
         if fast is not None:
-            return fast
+            strings: list[str] = fast.tolist()
+            return strings
     values: list[str] = []
     offset, end = 0, len(buf)
     while offset < end:
@@ -71,49 +73,63 @@ def decode_bytes(buf: memoryview, rows: int, where: str, known: Sequence[str] = 
 
 
 class _KnownElements(NamedTuple):
-    """The known strings as BYTES elements, keyed by (length, first byte, last byte), sorted by key."""
+    """The known strings as BYTES elements, found by a one-byte hash of (length, first byte, last byte)."""
 
-    keys: np.ndarray
+    weights: tuple[np.uint8, np.uint8]
+    """The hash is ``(length * weights[0] + first * weights[1] + last) mod 256``, distinct per known string."""
+    slot: np.ndarray
+    """Hash -> index into :attr:`elements` (``len(known)``, an empty element, where no known string hashes)."""
     elements: np.ndarray
-    """Each element's bytes, length prefix included (object array, in key order)."""
+    """Each element's bytes, length prefix included (object array, then the empty one)."""
     strings: np.ndarray
+    """The known strings, in :attr:`elements` order (object array)."""
 
 
 @functools.cache
 def _known_table(known: tuple[str, ...]) -> _KnownElements | None:
-    """The table :func:`_known_elements` reads, or None when ``known`` does not suit it (an empty
-    or over-long string, a zero byte, or two strings sharing a key)."""
+    """The table :func:`known_strings` reads, or None when ``known`` does not suit it (an empty or
+    over-long string, a zero byte, or no weights below 64 that hash the strings apart)."""
     encoded = [s.encode() for s in known]
-    if any(not 0 < len(b) < 256 or 0 in b for b in encoded):
+    if not known or any(not 0 < len(b) < 256 or 0 in b for b in encoded):
         return None
-    keys = [len(b) << 16 | b[0] << 8 | b[-1] for b in encoded]
-    if len(set(keys)) != len(keys):
-        return None
-    order = np.argsort(keys)
-    elements = np.array([_LENGTH.pack(len(b)) + b for b in encoded], dtype=object)[order]
-    return _KnownElements(np.array(keys, dtype=np.int64)[order], elements, np.array(known, dtype=object)[order])
+    for a in range(1, 64):
+        for b in range(1, 64):
+            hashes = [(len(e) * a + e[0] * b + e[-1]) & 0xFF for e in encoded]
+            if len(set(hashes)) == len(hashes):
+                slot = np.full(256, len(known), dtype=np.intp)
+                slot[hashes] = np.arange(len(known))
+                elements = np.array([_LENGTH.pack(len(e)) + e for e in encoded] + [b""], dtype=object)
+                strings = np.array([*known, ""], dtype=object)
+                return _KnownElements((np.uint8(a), np.uint8(b)), slot, elements, strings)
+    return None
 
 
-def _known_elements(data: bytes, known: tuple[str, ...], rows: int) -> list[str] | None:
-    """The elements when each is one of ``known``, else None. Vectorised, yet exactly the length-prefixed
-    reading: candidates must tile the buffer and, joined, equal it byte for byte."""
+def known_strings(buf: memoryview | bytes, rows: int, known: tuple[str, ...]) -> np.ndarray | None:
+    """The ``rows`` elements as an object array of strings when each is one of ``known``, else None.
+
+    Vectorised, yet exactly the length-prefixed reading: a known element is its length byte, three
+    zero bytes and a string without one, so the zeros give the candidates' starts and a hash of
+    (length, first, last byte) the candidates; they are only taken if, joined, they equal the buffer
+    byte for byte (a concatenation of length-prefixed elements has one reading)."""
     table = _known_table(known)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if table is None or rows < 1 or len(buf) < 5:
+    if table is None or rows < 1:
         return None
-    zero = buf == 0
-    starts = np.flatnonzero(~zero[:-3] & zero[1:-2] & zero[2:-1] & zero[3:])
-    if len(starts) != rows or starts[0] != 0:
+    data = bytes(buf)  # a memoryview compares with bytes element by element, slowly
+    octets = np.frombuffer(data, dtype=np.uint8)
+    zeros = np.flatnonzero(octets == 0)
+    if len(zeros) != 3 * rows:
         return None
-    lengths = buf[starts].astype(np.int64)
-    ends = starts + 4 + lengths
-    if ends[-1] != len(buf) or not np.array_equal(starts[1:], ends[:-1]):
+    starts = zeros[::3] - 1
+    lengths = octets[starts]
+    first = octets.take(starts + 4, mode="clip")
+    last = octets.take(starts + 3 + lengths, mode="clip")
+    hashes = lengths * table.weights[0]
+    hashes += first * table.weights[1]
+    hashes += last
+    at = table.slot[hashes]
+    if b"".join(table.elements[at].tolist()) != data:
         return None
-    keys = lengths << 16 | buf[starts + 4].astype(np.int64) << 8 | buf[ends - 1]
-    at = np.minimum(np.searchsorted(table.keys, keys), len(table.keys) - 1)
-    if not np.array_equal(table.keys[at], keys) or b"".join(table.elements[at]) != data:
-        return None
-    strings: list[str] = table.strings[at].tolist()
+    strings: np.ndarray = table.strings[at]
     return strings
 
 

@@ -50,7 +50,8 @@ def _check_size(head: bytes) -> None:
     """Refuse a JSON head with more values than any valid request holds, by counting bytes before parsing
     (a megabyte of ``{}`` costs the parser far more than the count)."""
     inputs = len(FEATURES.names)
-    if structural_bytes(head) > inputs * (3 * MAX_BATCH + 64) + 4096:
+    limit = inputs * (3 * MAX_BATCH + 64) + 4096
+    if len(head) > limit and structural_bytes(head) > limit:  # a shorter head cannot hold more
         raise BadRequest(f"the request holds more JSON values than {MAX_BATCH} rows of {inputs} inputs can")
 
 

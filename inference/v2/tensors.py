@@ -3,6 +3,7 @@ API. A value is checked once it is FP32, exactly what the model sees."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
@@ -13,7 +14,7 @@ from inference.errors import BadRequest, quote, received
 from inference.errors import shown as show_value
 from inference.onnx_io import OUTPUT
 from inference.schema import MAX_BATCH, FeatureSchema
-from inference.v2.binary import HEADER_LENGTH, decode_bytes, decode_fp32
+from inference.v2.binary import HEADER_LENGTH, decode_bytes, decode_fp32, known_strings
 from inference.v2.bodies import InferenceRequest, Parameters, RequestInput, TensorMetadata
 
 NUMERIC = "FP32"
@@ -76,19 +77,28 @@ def decode_inputs(inputs: Sequence[RequestInput], binary: memoryview, schema: Fe
             chunk = binary[offset : offset + size]
             offset += size
             if numeric:
-                columns[inp.name] = decode_fp32(chunk, n, where)
-            else:
-                columns[inp.name] = decode_bytes(chunk, n, where, schema.categorical[inp.name])
-            shown: np.ndarray | None = None
+                columns[inp.name] = values = decode_fp32(chunk, n, where)
+                _check_range(values, schema.numeric[inp.name], where, as_fp32=True)
+                continue
+            known = known_strings(chunk, n, schema.categorical[inp.name])
+            if known is not None:  # every element one of the categories: nothing left to check
+                columns[inp.name] = known
+                continue
+            columns[inp.name] = decode_bytes(chunk, n, where)
         elif inp.data is None:
             raise BadRequest(f"{where}: has no data: give data, or binary_data_size and the binary tensor data")
         else:
             flat = _flatten(inp.data, inp.shape, n, where)
-            columns[inp.name], shown = _fp32(flat, where) if numeric else (_strings(flat, where), None)
-        if numeric:
-            _check_range(columns[inp.name], shown, schema.numeric[inp.name], where)
-        else:
-            _check_categories(columns[inp.name], schema.categorical[inp.name], where)
+            if numeric:  # checked as sent, then narrowed: a value in range cannot overflow FP32
+                wide = _numbers(flat, where)
+                _check_range(wide, schema.numeric[inp.name], where, as_fp32=False)
+                columns[inp.name] = wide.astype(np.float32)
+                continue
+            if _all_known(flat, schema.categorical[inp.name]):
+                columns[inp.name] = flat
+                continue
+            columns[inp.name] = _strings(flat, where)
+        _check_categories(columns[inp.name], schema.categorical[inp.name], where)
     if offset != len(binary):
         raise BadRequest(f"{len(binary) - offset} byte(s) of binary data follow the JSON but no input claims them")
     return columns
@@ -145,17 +155,16 @@ def _flatten(data: list[Any], shape: list[int], rows: int, where: str) -> list[A
     return data
 
 
-def _fp32(flat: list[Any], where: str) -> tuple[np.ndarray, np.ndarray]:
+def _numbers(flat: list[Any], where: str) -> np.ndarray:
+    """JSON numbers as float64, exactly as sent."""
     if not _NUMBERS.issuperset(map(type, flat)):  # JSON numbers are exactly int or float (bool is neither)
         for i, x in enumerate(flat):
             if isinstance(x, bool) or not isinstance(x, int | float):
                 raise BadRequest(f"{where}: must be a number (datatype {NUMERIC}), got {received(x)} in row {i}")
     try:
-        wide = np.array(flat, dtype=np.float64)
+        return np.array(flat, dtype=np.float64)
     except OverflowError:
         raise BadRequest(f"{where}: a value is too large for {NUMERIC}") from None
-    with np.errstate(over="ignore"):
-        return wide.astype(np.float32), wide
 
 
 def _strings(flat: list[Any], where: str) -> list[str]:
@@ -166,22 +175,35 @@ def _strings(flat: list[Any], where: str) -> list[str]:
     return flat
 
 
-def _check_range(values: Column, shown: np.ndarray | None, bounds: tuple[float, float], where: str) -> None:
-    assert isinstance(values, np.ndarray)
+def _check_range(values: np.ndarray, bounds: tuple[float, float], where: str, *, as_fp32: bool) -> None:
     lo, hi = bounds
     # JSON numbers are checked as sent, against the JSON API's bounds (5.0100001 > 5.01); binary FP32
     # against the float32 nearest each bound (no float32 is 5.01). NaN fails both comparisons.
-    checked, low, high = (shown, lo, hi) if shown is not None else (values, np.float32(lo), np.float32(hi))
-    ok = (checked >= low) & (checked <= high)
+    low, high = (np.float32(lo), np.float32(hi)) if as_fp32 else (lo, hi)
+    ok = (values >= low) & (values <= high)
+    if ok.all():
+        return
     bad = np.flatnonzero(~ok)
-    if bad.size:
-        source = values if shown is None else shown
-        rows = ", ".join(f"{show_value(float(source[i]))} in row {i}" for i in bad[:SHOWN])
-        raise BadRequest(f"{where}: must be a finite number from {lo} to {hi}, got {rows}{_more(bad.size)}")
+    rows = ", ".join(f"{show_value(float(values[i]))} in row {i}" for i in bad[:SHOWN])
+    raise BadRequest(f"{where}: must be a finite number from {lo} to {hi}, got {rows}{_more(bad.size)}")
+
+
+@functools.cache
+def _category_set(allowed: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(allowed)
+
+
+def _all_known(values: list[Any], allowed: tuple[str, ...]) -> bool:
+    """Every value is one of ``allowed`` (so a string): one pass at C speed where the type check and
+    the category check take two; False sends the values to those checks, which name the problem."""
+    try:
+        return _category_set(allowed).issuperset(values)
+    except TypeError:  # an unhashable value (a JSON list or object)
+        return False
 
 
 def _check_categories(values: Column, allowed: tuple[str, ...], where: str) -> None:
-    known = set(allowed)
+    known = _category_set(allowed)
     if known.issuperset(values):
         return
     bad = [i for i, x in enumerate(values) if x not in known]

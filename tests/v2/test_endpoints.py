@@ -397,6 +397,14 @@ JSON_ERRORS: dict[str, tuple[Any, str]] = {
         changed("cut", data=[3, "Good"]),
         "input 'cut': must be a string (datatype BYTES), got 3 (a number) in row 0",
     ),
+    "cut object": (
+        changed("cut", shape=[2], data=["Ideal", {"Good": 1}]),
+        "input 'cut': must be a string (datatype BYTES), got an object",
+    ),
+    "cut nested for 1-d": (
+        changed("cut", shape=[2], data=[["Ideal"], "Good"]),
+        "input 'cut': must be a string (datatype BYTES), got an array of 1 item(s) in row 0",
+    ),
     "missing input": (without("clarity"), "missing input(s) clarity"),
     "unknown input": ({"inputs": [*tensors(ROWS), {**tensors(ROWS)[0], "name": "depth"}]}, "unknown input 'depth'"),
     "twice": ({"inputs": [*tensors(ROWS), tensors(ROWS)[1]]}, "input 'cut' is given twice"),
