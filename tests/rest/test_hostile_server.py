@@ -323,10 +323,21 @@ bodies = [
     json.dumps({"diamonds": [bad] * 8_000}).encode(),
     b'{"diamonds":[' + b",".join([b"{}"] * 340_000) + b"]}",
 ]
-body, sent, end = bodies[kind % 3], 0, time.monotonic() + seconds
+# V2 bodies of 4 to 32 KiB: decoding them on the event loop (1.6x the 1,000-row binary throughput)
+# put this test's p99 at 50-90 ms, against 25 ms when a worker thread decodes them.
+tensors = [{"name": n, "datatype": "BYTES", "shape": [1300], "data": ["x"] * 1300} for n in ("cut", "color", "clarity")]
+bodies += [
+    b'{"inputs":[{"name":"carat","datatype":"FP32","shape":[5000],"data":[' + b"1.5," * 8000 + b"]}]}",
+    json.dumps({"inputs": [{**tensors[0], "name": "carat", "datatype": "FP32", "data": [0.5] * 1300}, *tensors]})
+    .encode(),
+    b'{"inputs":[' + b'{"name":"a"},' * 2400 + b"]}",
+]
+body, sent, end = bodies[kind % 6], 0, time.monotonic() + seconds
+path = "/diamond_prices" if kind % 6 < 3 else "/v2/models/diamond_price/infer"
+assert kind % 6 < 3 or 4096 < len(body) <= 32 * 1024
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 while time.monotonic() < end:
-    conn.request("POST", "/diamond_prices", body, {"Content-Type": "application/json"})
+    conn.request("POST", path, body, {"Content-Type": "application/json"})
     r = conn.getresponse()
     r.read()
     assert r.status in (400, 422), r.status
@@ -335,9 +346,9 @@ print(sent)
 """
 
 
-def test_liveness_stays_fast_while_six_clients_send_invalid_1_MiB_batches(served: Project) -> None:
-    """Six clients, each in its own process, send invalid 1 MiB batches without pause; a seventh
-    asks /health/live 300 times: its p99 stays at or under 50 ms."""
+def test_liveness_stays_fast_while_six_clients_send_invalid_batches(served: Project) -> None:
+    """Six clients, each in its own process, send invalid batches without pause (1 MiB to the JSON
+    API, up to 32 KiB to V2); a seventh asks /health/live 300 times: its p99 stays at or under 50 ms."""
     with running_server(env_for(served)) as (base, _):
         port = str(port_of(base))
         attackers = [
