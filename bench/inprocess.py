@@ -32,6 +32,8 @@ from inference.config import Settings  # noqa: E402
 Case = tuple[str, str, bytes, list[tuple[bytes, bytes]]]
 JSON_HEADERS = [(b"content-type", b"application/json")]
 INFER = "/v2/models/diamond_price/infer"
+GUARDS = ("MetricsMiddleware", "BodyLimits")
+"""The middleware whose cost is measured, each left out in turn."""
 
 
 def cases() -> dict[str, Case]:
@@ -130,7 +132,8 @@ async def middleware_us(app: Any, n: int) -> dict[str, float]:
 
     stacks: dict[str, Any] = {"bare app": inner}
     for m in app.user_middleware:
-        stacks[m.cls.__name__] = m.cls(inner, *m.args, **m.kwargs)
+        if m.cls.__name__ in GUARDS:  # HotRoutes routes rather than guards: it has no cost of its own here
+            stacks[m.cls.__name__] = m.cls(inner, *m.args, **m.kwargs)
     case = cases()["json-1row"]
     best: dict[str, float] = {}
     for _ in range(5):
@@ -147,7 +150,7 @@ async def main_async(args: argparse.Namespace) -> None:
         "full": build(),
         "no MetricsMiddleware": build(("MetricsMiddleware",)),
         "no BodyLimits": build(("BodyLimits",)),
-        "no middleware": build(("MetricsMiddleware", "BodyLimits")),
+        "no middleware": build(GUARDS),
     }
     gc.collect()
     gc.freeze()
