@@ -8,7 +8,7 @@ project's ``diamond.db`` (all rows with the four features and a positive price: 
 further cleaning), with the original's parameters, and answers ``{"price": ...}`` only.
 
 Runs in its own throw-away virtual environment under .bench/, never in the project's:
-``PEER_DB=diamond.db uvicorn original_peer:app --workers 1 --port N``.
+``PEER_DB=diamond.db [PEER_ASYNC_ROUTE=1] uvicorn original_peer:app --workers 1 --port N``.
 """
 
 import os
@@ -51,9 +51,19 @@ class Diamond(BaseModel):
     clarity: str
 
 
-@app.post("/diamond_price")
 def diamond_price(diamond: Diamond) -> dict:
     frame = pd.DataFrame([diamond.model_dump()])
     for name in GRADES:
         frame[name] = pd.Categorical(frame[name], categories=CATEGORIES[name])
     return {"price": float(MODEL.predict(frame)[0])}
+
+
+async def diamond_price_on_the_loop(diamond: Diamond) -> dict:
+    return diamond_price(diamond)
+
+
+# Whether the original's route was a plain ``def`` (FastAPI runs it in its thread pool: the default
+# here) or an ``async def`` (the predict on the event loop) is not known; PEER_ASYNC_ROUTE=1 picks
+# the second, to measure how much the reference depends on it.
+ASYNC_ROUTE = os.environ.get("PEER_ASYNC_ROUTE") == "1"
+app.post("/diamond_price")(diamond_price_on_the_loop if ASYNC_ROUTE else diamond_price)
