@@ -1,11 +1,14 @@
-"""``make bench-peers``: this service against MLServer, KServe and BentoML, side by side.
+"""``make bench-peers``: this service against MLServer, KServe, BentoML and the original service, side by side.
 
 Each peer is installed into its own throw-away virtual environment under ``.bench/`` (pinned
 versions from the registry; reused while the pins are unchanged) and serves this project's
 current ``.onnx`` with onnxruntime, one worker, through the small servers in ``bench/peers/``.
+``original`` is a stand-in of the service this project replaced, rebuilt from its description
+(FastAPI, a LightGBM model trained at start-up on ``diamond.db``, a pandas DataFrame per
+request): the reference for "times faster than the original", not a server users would pick.
 All servers run at once; every wrk run (one thread, 16 connections) is interleaved, round by
 round, so drift hits everyone alike. Prints ``peer <name> <case> ours <req/s> theirs <req/s>
-ratio <x>`` per peer and case (medians), then a table.
+ratio <x>`` per peer and case (medians), then a table, then how long the run took.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import ONE, ensure_wrk, lua_request, v2_binary, v2_json, wrk  # noqa: E402
 from devtools.server import free_port, running_server, stop_group  # noqa: E402
+from inference.paths import resolve_paths  # noqa: E402
 
 VENVS = ROOT / ".bench"
 PEERS_DIR = ROOT / "bench" / "peers"
@@ -37,7 +41,19 @@ PINS = {
     "mlserver": ["mlserver==1.7.1", ONNXRUNTIME],
     "kserve": ["kserve==0.21.0", ONNXRUNTIME],
     "bentoml": ["bentoml==1.4.40", ONNXRUNTIME],
+    # scikit-learn: LightGBM's LGBMRegressor, the API the original's parameters are named in, needs it
+    "original": [
+        "fastapi==0.165.0",
+        "uvicorn==0.55.0",
+        "lightgbm==4.7.0",
+        "scikit-learn==1.9.1",
+        "pandas==3.1.1",
+        "numpy==2.4.6",
+    ],
 }
+REFERENCES = {"original": 55.0}
+"""Stand-ins that are not servers users would pick (left out of "ours / best peer"), and the ratio
+this service must reach against each."""
 INFER = "/v2/models/diamond_price/infer"
 CASES = ("v2-json-1row", "v2-json-1000rows", "v2-binary-1000rows", "json-1row")
 SERVES = {
@@ -45,6 +61,7 @@ SERVES = {
     "mlserver": ("v2-json-1row", "v2-json-1000rows"),  # no binary tensor extension over REST
     "kserve": CASES,  # json-1row: its V1 ``:predict`` with one instance
     "bentoml": ("json-1row",),  # no V2 protocol
+    "original": ("json-1row",),  # POST /diamond_price only, as the original had
 }
 
 
@@ -106,6 +123,11 @@ def start_peer(name: str, model: Path, tmp: Path, stack: contextlib.ExitStack) -
     elif name == "kserve":
         argv = [str(venv / "bin" / "python"), "kserve_peer.py", str(model), "--http_port", str(port)]
         stack.enter_context(peer_process(argv, {}, PEERS_DIR, base + "/v2/models/diamond_price/ready", log))
+    elif name == "original":
+        argv = [str(venv / "bin" / "uvicorn"), "original_peer:app", "--host", "127.0.0.1", "--port", str(port)]
+        argv += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
+        env = {"PEER_DB": str(resolve_paths().db)}
+        stack.enter_context(peer_process(argv, env, PEERS_DIR, base + "/openapi.json", log))
     else:
         argv = [str(venv / "bin" / "bentoml"), "serve", "bentoml_peer:DiamondPeer", "--host", "127.0.0.1"]
         env = {"PEER_MODEL": str(model), "BENTOML_HOME": str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
@@ -135,6 +157,40 @@ def target(server: str, case: str, base: str, lua: dict[str, Path]) -> tuple[str
     return base + INFER, lua[case]
 
 
+def report(med: dict[tuple[str, str], float], peers: list[str], args: argparse.Namespace) -> None:
+    """The peer lines and the table; a reference's line and column carry its target ratio."""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(
+        f"\nbench-peers {when}: wrk -t1 -c{args.connections} -d{args.seconds}s, 1 worker each, "
+        f"median of {args.rounds} interleaved rounds"
+    )
+    for peer in peers:
+        for case in CASES:
+            if (peer, case) in med:
+                ours, theirs = med[("ours", case)], med[(peer, case)]
+                goal = f" (target >= {REFERENCES[peer]:.0f}x)" if peer in REFERENCES else ""
+                print(f"peer {peer} {case} ours {ours:.0f} theirs {theirs:.0f} ratio {ours / theirs:.2f}{goal}")
+    names = [f"{p} (stand-in)" if p in REFERENCES else p for p in peers]
+    rivals = [p for p in peers if p not in REFERENCES]
+    print(f"\n| case | ours | {' | '.join(names)} | ours / best peer |")
+    print("|---|---|" + "---|" * len(peers) + "---|")
+    for case in CASES:
+        ours = med[("ours", case)]
+        cells = [cell(ours, med.get((p, case)), REFERENCES.get(p)) for p in peers]
+        best = max((med[(p, case)] for p in rivals if (p, case) in med), default=None)
+        ratio = f"{ours / best:.1f}x" if best else "-"
+        print(f"| {case} req/s | {ours:,.0f} | {' | '.join(cells)} | {ratio} |")
+
+
+def cell(ours: float, theirs: float | None, goal: float | None) -> str:
+    """A peer's figure; a reference's also says ours / it, beside its target."""
+    if theirs is None:
+        return "-"
+    if goal is None:
+        return f"{theirs:,.0f}"
+    return f"{theirs:,.0f} (ours **{ours / theirs:.0f}x**, target >= {goal:.0f}x)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
@@ -142,6 +198,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--peers", nargs="*", default=list(PINS), choices=list(PINS))
     args = parser.parse_args()
+    started = time.monotonic()
     exe = ensure_wrk()
     settings = json.loads((ROOT / "modelsettings.json").read_text())
     model = (ROOT / settings["path"]).resolve()
@@ -169,25 +226,9 @@ def main() -> int:
                 url, script = target(server, case, bases[server], lua)
                 rps = wrk(exe, url, args.connections, args.seconds, script)["rps"]
                 results.setdefault((server, case), []).append(rps)
-    med = {key: statistics.median(values) for key, values in results.items()}
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(
-        f"\nbench-peers {when}: wrk -t1 -c{args.connections} -d{args.seconds}s, 1 worker each, "
-        f"median of {args.rounds} interleaved rounds"
-    )
-    for peer in args.peers:
-        for case in CASES:
-            if (peer, case) in med:
-                ours, theirs = med[("ours", case)], med[(peer, case)]
-                print(f"peer {peer} {case} ours {ours:.0f} theirs {theirs:.0f} ratio {ours / theirs:.2f}")
-    print(f"\n| case | ours | {' | '.join(args.peers)} | ours / best peer |")
-    print("|---|---|" + "---|" * len(args.peers) + "---|")
-    for case in CASES:
-        theirs = [med.get((p, case)) for p in args.peers]
-        best = max((t for t in theirs if t), default=None)
-        cells = [f"{t:,.0f}" if t else "-" for t in theirs]
-        ratio = f"{med[('ours', case)] / best:.1f}x" if best else "-"
-        print(f"| {case} req/s | {med[('ours', case)]:,.0f} | {' | '.join(cells)} | {ratio} |")
+    report({key: statistics.median(values) for key, values in results.items()}, args.peers, args)
+    minutes, seconds = divmod(round(time.monotonic() - started), 60)
+    print(f"\nbench-peers took {minutes} min {seconds:02d} s")
     return 0
 
 
