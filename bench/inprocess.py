@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from bench.run import ONE, batch, v2_binary, v2_json  # noqa: E402
 from inference.app import create_app  # noqa: E402
 from inference.config import Settings  # noqa: E402
+from inference.rest.protocol import BODY_COMPLETE  # noqa: E402
 
 Case = tuple[str, str, bytes, list[tuple[bytes, bytes]]]
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -67,6 +68,7 @@ def scope_of(case: Case) -> dict[str, Any]:
         "root_path": "",
         "headers": [(b"host", b"127.0.0.1"), (b"content-length", str(len(body)).encode()), *headers],
         "client": ("127.0.0.1", 50000),
+        BODY_COMPLETE: True,  # as the service's protocol marks a request whose body has arrived
         "server": ("127.0.0.1", 8000),
         "state": {},
     }

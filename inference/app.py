@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from inference.api.fast import FastPrice
 from inference.batching import RowBatcher
 from inference.config import Settings
 from inference.drift import DriftMonitor, DriftSettings
@@ -101,6 +102,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(
+                FastPrice,
+                metrics=metrics,
+                handlers=EXCEPTION_HANDLERS,
+                max_body_bytes=settings.max_body_bytes,
+                max_error_fields=settings.max_error_fields,
+            ),
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(
                 BodyLimits,

@@ -218,6 +218,43 @@ class InProcessClient:
     def delete(self, url: str, **options: Any) -> httpx.Response:
         return self.request("DELETE", url, **options)
 
+    def raw(
+        self, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], **scope: Any
+    ) -> tuple[int, bytes]:
+        """One ASGI call as uvicorn makes it (the whole body in one message), with ``scope`` added
+        to the request's scope: the status and the body sent."""
+        full = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"testserver"), *headers],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+            "state": {},
+            **scope,
+        }
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(3600)
+            raise AssertionError("not reached")
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        self._loop.run_until_complete(self.app(full, receive, send))
+        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+        return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
 
 GOOD = {"carat": 0.7, "cut": "Ideal", "color": "G", "clarity": "VS2"}
 """The standard diamond."""

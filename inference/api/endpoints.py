@@ -72,14 +72,17 @@ def price_range(model: LoadedModel, values: list[float]) -> dict[str, float | No
     return {"low": values[1], "high": values[2], "level": model.range_level}
 
 
+def price_answer(model: LoadedModel, values: list[float]) -> dict[str, Any]:
+    """The body of ``/diamond_price``'s 200, from the row's output values."""
+    return {"price": values[0], "price_range": price_range(model, values), "model_version": model.version}
+
+
 async def diamond_price(request: Request) -> Response:
     diamond = await parse_json(request, Diamond)
     model = serving_model(request)
     values = await batcher_of(request).price(model, diamond)
     request.state.rows = 1
-    return json_response(
-        {"price": values[0], "price_range": price_range(model, values), "model_version": model.version}
-    )
+    return json_response(price_answer(model, values))
 
 
 async def diamond_prices(request: Request) -> Response:

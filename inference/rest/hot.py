@@ -45,7 +45,7 @@ class HotRoutes:
         try:
             response = await route.endpoint(request)
         except Exception as exc:
-            response = await self._handler(exc)(request, exc)
+            response = await handler_for(self.handlers, exc)(request, exc)
             exc.__traceback__ = None
         await response(scope, receive, send)
 
@@ -57,12 +57,13 @@ class HotRoutes:
                 return route
         return None
 
-    def _handler(self, exc: Exception) -> Any:
-        """The app's handler for ``exc``: the nearest class in its MRO (as Starlette looks them up)."""
-        for cls in type(exc).__mro__:
-            if cls in self.handlers:
-                return self.handlers[cls]
-        raise exc  # not reached: ``Exception`` has a handler
+
+def handler_for(handlers: Mapping[Any, Any], exc: Exception) -> Any:
+    """The app's handler for ``exc``: the nearest class in its MRO (as Starlette looks them up)."""
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    raise exc  # not reached: ``Exception`` has a handler
 
 
 def _common_prefix(paths: list[str]) -> str:

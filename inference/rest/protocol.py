@@ -15,6 +15,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from inference.config import Settings
 
+BODY_COMPLETE = "diamond.body_complete"
+"""Scope key set once the request's whole body has been read: a ``receive`` then never waits."""
+
 
 @functools.cache
 def connection_limits() -> Settings:
@@ -186,6 +189,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None and self.cycle is not before:
             one_write_answers(self.cycle)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self.cycle is not None and not self.cycle.more_body:
+            self.cycle.scope[BODY_COMPLETE] = True  # type: ignore[literal-required]
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
