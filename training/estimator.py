@@ -25,6 +25,7 @@ import sklearn
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from inference.onnx_io import OUTPUT, RANGE_OUTPUTS
 
@@ -116,6 +117,15 @@ def _fit(model: HistGradientBoostingRegressor, X: np.ndarray, y: np.ndarray) -> 
     return model.fit(X, y)
 
 
+FIT_THREADS = 1
+"""OpenMP threads of every booster's fit, whatever ``OMP_NUM_THREADS`` says (it still sets the
+threads of prediction: the export's table and the parity check). A boosting iteration over a few
+features is too little work to share: a second thread barely helps on an idle machine, and on a
+busy one threads that wait for each other at every iteration slow the fit down many times over.
+The fitted model is the same at any thread count (``tests/training/test_estimator.py``): each
+feature's histogram is summed by one thread, and the gradient sums are exact in float64."""
+
+
 CALIBRATION_SHARE = 0.2
 """Share of the training rows held back from the quantile models to calibrate the interval."""
 
@@ -186,7 +196,10 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         """Fit the boosters on log(``y``) and, with an interval, the calibrated price range.
 
         ``progress``, if given, runs each booster's fit (see :data:`FitHook`)."""
-        fit_one = progress or _fit
+        with threadpool_limits(limits=FIT_THREADS, user_api="openmp"):
+            return self._fit_all(X, y, progress or _fit)
+
+    def _fit_all(self, X: np.ndarray, y: np.ndarray, fit_one: FitHook) -> BoostedLogPrice:
         X = as_float32(X)
         features = self._features(X)
         target = np.log(np.asarray(y, dtype=np.float64))
@@ -231,17 +244,25 @@ class BoostedLogPrice(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         bounds (``low <= price <= high``); NaN rows outside ``input_ranges``."""
         check_is_fitted(self, "models_")
         X = as_float32(X)
+        inside = np.ones(len(X), dtype=bool)
+        if self.input_ranges is not None:
+            lo, hi = as_float32(np.asarray(self.input_ranges, dtype=np.float64)).T
+            inside = np.all((lo <= X) & (hi >= X), axis=1)  # NaN compares false
+        raw = np.full((len(X), 3 if self.bounds_ else 1), np.nan)
+        if inside.any():
+            # Only the rows it prices: over half of the lookup grid's cells lie outside the
+            # ranges (NaN whatever the trees say), and each row's value is its own.
+            raw[inside] = self._raw(X[inside])
+        return np.asarray(np.exp(raw), dtype=np.float64)
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        """``[N, len(outputs)]`` log prices of float32 rows: the median and, with a range, its bounds."""
         features = self._features(X)
         columns = [np.mean([m.predict(features) for m in self.models_], axis=0)]
         if self.bounds_:
             low, high = (m.predict(features) for m in self.bounds_)
             columns += [np.minimum(low - self.margin_, columns[0]), np.maximum(high + self.margin_, columns[0])]
-        raw = np.stack(columns, axis=1)
-        if self.input_ranges is not None:
-            lo, hi = as_float32(np.asarray(self.input_ranges, dtype=np.float64)).T
-            inside = np.all((lo <= X) & (hi >= X), axis=1)  # NaN compares false
-            raw = np.where(inside[:, None], raw, np.nan)
-        return np.asarray(np.exp(raw), dtype=np.float64)
+        return np.stack(columns, axis=1)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The median price; NaN outside ``input_ranges``."""
