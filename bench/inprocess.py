@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import ONE, batch, v2_binary, v2_json  # noqa: E402
+from devtools.asgi import http_scope  # noqa: E402
 from inference.app import create_app  # noqa: E402
 from inference.config import Settings  # noqa: E402
 from inference.rest.protocol import BODY_COMPLETE  # noqa: E402
@@ -56,22 +57,9 @@ def cases() -> dict[str, Case]:
 
 def scope_of(case: Case) -> dict[str, Any]:
     method, path, body, headers = case
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"content-length", str(len(body)).encode()), *headers],
-        "client": ("127.0.0.1", 50000),
-        BODY_COMPLETE: True,  # as the service's protocol marks a request whose body has arrived
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
+    length = (b"content-length", str(len(body)).encode())
+    # BODY_COMPLETE: as the service's protocol marks a request whose body has arrived
+    return http_scope(method, path, [length, *headers], **{BODY_COMPLETE: True})
 
 
 async def call(app: Any, case: Case) -> int:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import numpy as np
 
+from devtools.asgi import http_scope
+
 if TYPE_CHECKING:
     from training.paths import TrainingPaths
     from training.train import Outcome
@@ -223,22 +225,7 @@ class InProcessClient:
     ) -> tuple[int, bytes]:
         """One ASGI call as uvicorn makes it (the whole body in one message), with ``scope`` added
         to the request's scope: the status and the body sent."""
-        full = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"testserver"), *headers],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-            "state": {},
-            **scope,
-        }
+        full = http_scope(method, path, headers, **scope)
         messages = [{"type": "http.request", "body": body, "more_body": False}]
         sent: list[dict[str, Any]] = []
 
