@@ -277,6 +277,13 @@ def add_version(p: Project, version: int) -> dict[str, object]:
     return {**record, "version": version, "path": f"model_registry/{dst.name}"}
 
 
+def write_text_atomically(path: Path, text: str) -> None:
+    """``path`` replaced whole by ``text``: a reader never sees it truncated or half written."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 def write_atomically(path: Path, record: dict[str, object]) -> None:
     from training.registry import atomic_write
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from devtools.server import running_server
-from tests.helpers import GOOD, Project, add_version, env_for, settings_for, write_atomically
+from tests.helpers import GOOD, Project, add_version, env_for, settings_for, write_atomically, write_text_atomically
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -148,10 +148,11 @@ def test_sigterm_lets_an_in_flight_request_finish(served: Project) -> None:
 @pytest.mark.slow
 def test_bad_settings_are_logged_once_per_change_not_per_check(served: Project, tmp_path: Path) -> None:
     with running_server(env_for(served, RELOAD_INTERVAL="0.1"), log_dir=tmp_path) as (base, _):
-        served.settings.write_text("{broken")
+        # Replaced whole: write_text truncates first, and a check between the two steps sees a third content.
+        write_text_atomically(served.settings, "{broken")
         time.sleep(1.5)  # ~15 checks
         assert httpx.post(base + "/diamond_price", json=GOOD).json()["model_version"] == 1
-        served.settings.write_text("{broken again")
+        write_text_atomically(served.settings, "{broken again")
         time.sleep(1.0)
     errors = [line for line in (tmp_path / "server.err").read_text().splitlines() if "cannot be loaded" in line]
     assert len(errors) == 2, errors
