@@ -8,10 +8,9 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from inference.errors import UnsupportedMediaType, clip_text
-from inference.rest.hot import receive_body
 from inference.rest.limits import RESERVATION, decode_content
 from inference.rest.wire import JSON
 from inference.serving import settings_of
@@ -33,6 +32,28 @@ def check_media_type(request: Request, accepted: tuple[str, ...] = (JSON,), *, r
         return
     got = f"got {clip_text(content_type, 60)!r}" if content_type else "none was sent"
     raise UnsupportedMediaType(f"Content-Type must be {' or '.join(accepted)} ({got})")
+
+
+async def receive_body(request: Request) -> bytes:
+    """The whole body, read straight from ``receive`` (Starlette's ``Request.body`` goes through an
+    async generator per request); cached on the request as Starlette caches it."""
+    cached: bytes | None = getattr(request, "_body", None)
+    if cached is not None:
+        return cached
+    receive = request.receive
+    message = await receive()
+    chunks: list[bytes] = []
+    while True:
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        message = await receive()
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    request._body = body
+    return body
 
 
 async def read_body(request: Request, accepted: tuple[str, ...] = (JSON,), *, required: bool = True) -> bytes:

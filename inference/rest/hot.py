@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -72,25 +72,3 @@ def _common_prefix(paths: list[str]) -> str:
     first, last = min(paths), max(paths)
     size = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), len(first))
     return first[:size]
-
-
-async def receive_body(request: Request) -> bytes:
-    """The whole body, read straight from ``receive`` (Starlette's ``Request.body`` goes through an
-    async generator per request); cached on the request as Starlette caches it."""
-    cached: bytes | None = getattr(request, "_body", None)
-    if cached is not None:
-        return cached
-    receive = request.receive
-    message = await receive()
-    chunks: list[bytes] = []
-    while True:
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        if message["type"] == "http.request":
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        message = await receive()
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    request._body = body
-    return body
